@@ -1,0 +1,1 @@
+"""One package per external system; :mod:`adapters.base` holds the contract they implement."""

@@ -1,0 +1,261 @@
+"""The adapter contract: everything an integrator needs to connect a new system to the bus.
+
+An adapter is a class with named operations. Each operation takes a validated input model and a
+:class:`Context`, and returns an output model; both models are canonical (``schemas/``)::
+
+    class ParcelAdapter(Adapter):
+        description = "Provincial land parcel registry"
+
+        @operation("parcel.get", input=ParcelQuery, output=Parcel)
+        async def get(self, query: ParcelQuery, ctx: Context) -> Parcel:
+            reply = await ctx.http.get(f"{ctx.upstream.base_url}/parcels/{query.parcel_id}")
+            raise_for_upstream_status(reply)
+            return Parcel.model_validate(reply.json())
+
+and is registered by an entry point in the integrator's own package::
+
+    [project.entry-points."lgsp.adapters"]
+    parcels = "lgsp_parcels:ParcelAdapter"
+
+The bus hands the adapter everything it needs (HTTP client, credentials, clock, logger); an
+adapter never creates a client per call and never imports FastAPI. Failures leave an operation as
+:class:`bus.errors.BusError`; httpx errors that escape are translated by the bus at the boundary.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Protocol, TypeVar
+
+import httpx
+import structlog
+from pydantic import BaseModel, ConfigDict
+
+from bus.config import Credentials
+from bus.errors import (
+    BadRequest,
+    BusError,
+    FieldError,
+    UpstreamBadResponse,
+    UpstreamFault,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from bus.security import Consumer
+from bus.upstream import raise_for_upstream_status, translate_http_error
+
+__all__ = [
+    "Adapter",
+    "BadRequest",
+    "BusError",
+    "Clock",
+    "Consumer",
+    "Context",
+    "Credentials",
+    "FieldError",
+    "NoOptions",
+    "OperationSpec",
+    "Resources",
+    "SystemClock",
+    "Upstream",
+    "UpstreamBadResponse",
+    "UpstreamFault",
+    "UpstreamRejected",
+    "UpstreamTimeout",
+    "UpstreamUnavailable",
+    "operation",
+    "raise_for_upstream_status",
+    "translate_http_error",
+]
+
+
+class Clock(Protocol):
+    """Where adapters and the bus read time; tests pass a fixed or stepping clock."""
+
+    def now(self) -> datetime:
+        """The current time, timezone-aware."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back, for durations."""
+        ...
+
+
+class SystemClock:
+    """The real clock."""
+
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+
+@dataclass(frozen=True, slots=True)
+class Upstream:
+    """Where the service's national platform is, as declared in bus.yaml."""
+
+    base_url: str
+    timeout: float
+    connect_timeout: float
+
+    @property
+    def http_timeout(self) -> httpx.Timeout:
+        """Per-request timeouts to pass to ``ctx.http`` calls (the deadline still covers all)."""
+        return httpx.Timeout(self.timeout, connect=self.connect_timeout)
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    """What the bus lends an adapter for its whole life (given to :meth:`Adapter.start`)."""
+
+    service: str
+    http: httpx.AsyncClient
+    upstream: Upstream | None
+    credentials: Credentials
+    clock: Clock
+    log: structlog.typing.FilteringBoundLogger
+
+
+@dataclass(frozen=True, slots=True)
+class Context:
+    """What one call of an operation receives besides its input."""
+
+    request_id: str
+    service: str
+    operation: str
+    consumer: Consumer
+    resources: Resources
+
+    @property
+    def http(self) -> httpx.AsyncClient:
+        """The bus's shared, long-lived HTTP client."""
+        return self.resources.http
+
+    @property
+    def upstream(self) -> Upstream:
+        """The upstream of this service; configuration guarantees it for adapters that need it."""
+        if self.resources.upstream is None:
+            raise UpstreamUnavailable(f"service {self.service!r} has no upstream configured")
+        return self.resources.upstream
+
+    @property
+    def credentials(self) -> Credentials:
+        return self.resources.credentials
+
+    @property
+    def clock(self) -> Clock:
+        return self.resources.clock
+
+    @property
+    def log(self) -> structlog.typing.FilteringBoundLogger:
+        return self.resources.log
+
+
+@dataclass(frozen=True, slots=True)
+class OperationSpec:
+    """One named operation of an adapter, as the catalogue and the OpenAPI document show it."""
+
+    name: str
+    input_model: type[BaseModel]
+    output_model: type[BaseModel]
+    description: str
+    idempotent: bool
+    attribute: str
+
+    def bind(self, adapter: Adapter) -> Callable[[BaseModel, Context], Awaitable[BaseModel]]:
+        handler: Callable[[BaseModel, Context], Awaitable[BaseModel]] = getattr(
+            adapter, self.attribute
+        )
+        return handler
+
+
+class NoOptions(BaseModel):
+    """Options model of an adapter that takes none: any key under ``options`` is refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+AdapterT = TypeVar("AdapterT", bound="Adapter")
+InT = TypeVar("InT", bound=BaseModel)
+OutT = TypeVar("OutT", bound=BaseModel)
+_SPEC_ATTRIBUTE = "__lgsp_operation__"
+
+
+def operation(
+    name: str,
+    *,
+    input: type[InT],  # shadows the builtin on purpose: operation(name, input=.., output=..)
+    output: type[OutT],
+    description: str | None = None,
+    idempotent: bool = True,
+) -> Callable[
+    [Callable[[AdapterT, InT, Context], Awaitable[OutT]]],
+    Callable[[AdapterT, InT, Context], Awaitable[OutT]],
+]:
+    """Declare an adapter method as the operation ``name`` with its input and output models.
+
+    ``idempotent=False`` marks a write the upstream does not de-duplicate: it is never retried.
+    The description defaults to the first line of the method's docstring.
+    """
+
+    def mark(
+        fn: Callable[[AdapterT, InT, Context], Awaitable[OutT]],
+    ) -> Callable[[AdapterT, InT, Context], Awaitable[OutT]]:
+        doc = (fn.__doc__ or "").strip().splitlines()
+        spec = OperationSpec(
+            name=name,
+            input_model=input,
+            output_model=output,
+            description=description if description is not None else (doc[0] if doc else ""),
+            idempotent=idempotent,
+            attribute=fn.__name__,
+        )
+        setattr(fn, _SPEC_ATTRIBUTE, spec)
+        return fn
+
+    return mark
+
+
+class Adapter:
+    """Base class of every adapter. Subclasses declare operations with :func:`operation`.
+
+    ``Options`` is the pydantic model of the service's ``options:`` block in bus.yaml; the bus
+    validates it at start-up and passes the instance to ``__init__``.
+    """
+
+    description: ClassVar[str] = ""
+    Options: ClassVar[type[BaseModel]] = NoOptions
+    #: Whether a service using this adapter must declare an ``upstream:`` in bus.yaml.
+    requires_upstream: ClassVar[bool] = True
+    operations: ClassVar[Mapping[str, OperationSpec]] = {}
+
+    def __init__(self, options: BaseModel) -> None:
+        self.options = options
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        found: dict[str, OperationSpec] = {}
+        for klass in reversed(cls.__mro__):
+            for attr in vars(klass).values():
+                spec = getattr(attr, _SPEC_ATTRIBUTE, None)
+                if not isinstance(spec, OperationSpec):
+                    continue
+                other = found.get(spec.name)
+                if other is not None and other.attribute != spec.attribute:
+                    raise TypeError(
+                        f"{cls.__qualname__}: operation {spec.name!r} is declared by both "
+                        f"{other.attribute}() and {spec.attribute}()"
+                    )
+                found[spec.name] = spec
+        cls.operations = found
+
+    async def start(self, resources: Resources) -> None:
+        """Called once when the gateway starts: load WSDLs, warm caches. Default: nothing."""
+
+    async def stop(self) -> None:
+        """Called once when the gateway stops. Default: nothing."""

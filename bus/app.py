@@ -1,0 +1,188 @@
+"""The app factory: :func:`create_app` builds the FastAPI app of one gateway process.
+
+Everything that can be wrong with the configuration is found here, before the app exists: a bad
+bus.yaml, an unknown adapter, a missing credential variable, two packages offering one adapter
+name. The lifespan opens the one shared HTTP client and starts the adapters; the middleware stack
+is, outermost first: request id, error envelope, then FastAPI's routing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from adapters.base import Clock
+from bus.audit import ExchangeRecorder
+from bus.config import load_config
+from bus.errors import BadRequest, BusError, MethodNotAllowed, NotFound, UnknownService, error_envelope
+from bus.gateway import Gateway, build_gateway
+from bus.health import Readiness
+from bus.logging import configure_logging
+from bus.metaservices import build_openapi, describe_service, list_services
+from bus.middleware import ErrorEnvelopeMiddleware, RequestIdMiddleware
+from bus.pipeline import field_errors_from, handle_call
+from bus.registry import AdapterRegistry, discover
+from bus.security import Security
+from bus.settings import Settings
+from schemas.envelope import Envelope
+
+__all__ = ["app_from_env", "create_app", "gateway_of"]
+
+DESCRIPTION = """\
+One canonical JSON contract in front of the national platforms. Every reply is an envelope
+`{request_id, service, operation, status, data, error}`; errors carry a stable `code`."""
+
+
+def gateway_of(app: FastAPI) -> Gateway:
+    gw: Gateway = app.state.gateway
+    return gw
+
+
+def _envelope(
+    request: Request, data: Any, service: str | None = None, status: int = 200
+) -> Response:
+    env = Envelope(
+        request_id=request.state.request_id,
+        service=service,
+        operation=None,
+        status="ok",
+        data=data,
+    )
+    return Response(env.model_dump_json(), status_code=status, media_type="application/json")
+
+
+def _error(request: Request, exc: BusError, service: str | None = None) -> Response:
+    exc.request_id = request.state.request_id
+    env = error_envelope(exc.request_id, service, None, exc)
+    return Response(env.model_dump_json(), status_code=exc.http_status, media_type="application/json")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    registry: AdapterRegistry | None = None,
+    environ: Mapping[str, str] | None = None,
+    transport: httpx.AsyncBaseTransport | None = None,
+    security: Security | None = None,
+    recorder: ExchangeRecorder | None = None,
+    clock: Clock | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> FastAPI:
+    """Build the gateway app from ``settings`` (default: ``LGSP_*`` variables).
+
+    Collaborators can be passed in, as tests and embedding applications need: the adapter
+    registry (default: installed entry points), the environment that holds credentials, the HTTP
+    transport, the security stages, the exchange recorder, the clock and the sleep of retries.
+    Raises :class:`bus.config.ConfigError` or :class:`bus.registry.RegistryError` when the
+    configuration cannot be served.
+    """
+    settings = settings or Settings()
+    configure_logging(settings.log_level, settings.log_format)
+    loaded = load_config(settings.config)
+    gw = build_gateway(settings, loaded, registry or discover(), environ=environ)
+    gw.transport = transport
+    if security is not None:
+        gw.security = security
+    if recorder is not None:
+        gw.recorder = recorder
+    if clock is not None:
+        gw.clock = clock
+    if sleep is not None:
+        gw.sleep = sleep
+    readiness = Readiness(gw)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gw.start()
+        try:
+            yield
+        finally:
+            await gw.stop()
+
+    app = FastAPI(
+        title="LGSP integration bus",
+        version="0.1.0",
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.state.gateway = gw
+
+    @app.post("/v1/services/{service}/{operation}", include_in_schema=False)
+    async def call(request: Request, service: str, operation: str) -> Response:
+        return await handle_call(gw, request, service, operation)
+
+    @app.get("/v1/services", tags=["metaservices"], summary="The catalogue of services")
+    async def services(request: Request) -> Response:
+        return _envelope(request, list_services(gw))
+
+    @app.get(
+        "/v1/services/{service}",
+        tags=["metaservices"],
+        summary="One service's operations with their input and output JSON Schemas",
+    )
+    async def service(request: Request, service: str) -> Response:
+        svc = gw.services.get(service)
+        if svc is None:
+            return _error(request, UnknownService(f"no service named {service!r}"), service)
+        return _envelope(request, describe_service(svc), service)
+
+    @app.get("/healthz", tags=["health"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive"}
+
+    @app.get("/readyz", tags=["health"], summary="Reachability of every upstream (cached)")
+    async def readyz(strict: bool = False) -> JSONResponse:
+        states, age = await readiness.states()
+        down = [s.service for s in states if s.reachable is False]
+        status = "ready" if not down else "degraded"
+        code = 503 if (strict and down) else 200
+        return JSONResponse(
+            {
+                "status": status,
+                "checked_seconds_ago": round(age, 3),
+                "upstreams": {s.service: s.as_json() for s in states},
+            },
+            status_code=code,
+        )
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, StarletteHTTPException)
+        err: BusError
+        if exc.status_code == 404:
+            err = NotFound(f"no route {request.method} {request.url.path}")
+        elif exc.status_code == 405:
+            err = MethodNotAllowed(f"{request.url.path} does not accept {request.method}")
+        else:
+            err = BadRequest(str(exc.detail))
+        return _error(request, err)
+
+    async def validation_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, RequestValidationError)
+        errors = field_errors_from(exc.errors())
+        return _error(request, BadRequest("the request is malformed", field_errors=errors))
+
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    app.openapi = lambda: _cached_openapi(app, gw)  # type: ignore[method-assign]  # FastAPI's documented override
+    app.add_middleware(ErrorEnvelopeMiddleware)
+    app.add_middleware(RequestIdMiddleware)
+    return app
+
+
+def _cached_openapi(app: FastAPI, gw: Gateway) -> dict[str, Any]:
+    if app.openapi_schema is None:
+        app.openapi_schema = build_openapi(app, gw)
+    return app.openapi_schema
+
+
+def app_from_env() -> FastAPI:
+    """Factory for ``uvicorn --factory bus.app:app_from_env`` (used by ``lgsp serve --workers``)."""
+    return create_app(Settings())

@@ -1,0 +1,175 @@
+"""The gateway's runtime: configured services bound to their adapters, and their lifecycle.
+
+:func:`build_gateway` checks a loaded bus.yaml against the installed adapters and the environment
+(unknown adapter, missing upstream, missing credential variable, bad adapter options) and reports
+every problem with its line; nothing is started until the configuration is whole. The async
+:meth:`Gateway.start` then opens the one shared HTTP client and starts each adapter once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+
+import httpx
+from httpx_aiohttp import AiohttpTransport
+from pydantic import ValidationError
+
+from adapters.base import Adapter, Clock, OperationSpec, Resources, SystemClock, Upstream
+from bus.audit import ExchangeRecorder, LogRecorder
+from bus.config import ConfigError, ConfigProblem, Credentials, LoadedConfig, ServiceConfig
+from bus.logging import get_logger
+from bus.registry import AdapterEntry, AdapterRegistry
+from bus.resilience import CallPolicy
+from bus.security import Security
+from bus.settings import Settings
+
+__all__ = ["Gateway", "ServiceRuntime", "build_gateway", "make_http_client"]
+
+
+@dataclass
+class ServiceRuntime:
+    """One service of bus.yaml, bound to its adapter instance."""
+
+    name: str
+    config: ServiceConfig
+    entry: AdapterEntry
+    adapter: Adapter
+    credentials: Credentials
+    policies: dict[str, CallPolicy]
+    resources: Resources | None = None
+
+    @property
+    def description(self) -> str:
+        return self.config.description or self.entry.adapter.description
+
+    @property
+    def operations(self) -> Mapping[str, OperationSpec]:
+        return self.entry.adapter.operations
+
+    @property
+    def upstream(self) -> Upstream | None:
+        up = self.config.upstream
+        if up is None:
+            return None
+        return Upstream(
+            base_url=str(up.base_url).rstrip("/"),
+            timeout=self.config.timeout,
+            connect_timeout=self.config.connect_timeout,
+        )
+
+
+@dataclass
+class Gateway:
+    """Everything the pipeline needs, built once per process."""
+
+    settings: Settings
+    services: dict[str, ServiceRuntime]
+    security: Security = field(default_factory=Security)
+    recorder: ExchangeRecorder = field(default_factory=LogRecorder)
+    clock: Clock = field(default_factory=SystemClock)
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
+    transport: httpx.AsyncBaseTransport | None = None
+    http: httpx.AsyncClient | None = None
+
+    async def start(self) -> None:
+        """Open the shared HTTP client and start every adapter (WSDLs are loaded here, once)."""
+        self.http = make_http_client(self.settings, self.transport)
+        for svc in self.services.values():
+            svc.resources = Resources(
+                service=svc.name,
+                http=self.http,
+                upstream=svc.upstream,
+                credentials=svc.credentials,
+                clock=self.clock,
+                log=get_logger(service=svc.name, adapter=svc.entry.name),
+            )
+            await svc.adapter.start(svc.resources)
+
+    async def stop(self) -> None:
+        for svc in self.services.values():
+            await svc.adapter.stop()
+        if self.http is not None:
+            await self.http.aclose()
+            self.http = None
+
+
+def make_http_client(
+    settings: Settings, transport: httpx.AsyncBaseTransport | None = None
+) -> httpx.AsyncClient:
+    """The one long-lived client of the process. The transport is chosen by measurement:
+    ``bench/http_transports.py`` (results in README) found httpx-aiohttp several times faster
+    than httpx's own pool on this class of machine, so it is the default."""
+    limits = httpx.Limits(
+        max_connections=settings.http_max_connections,
+        max_keepalive_connections=settings.http_max_connections,
+        keepalive_expiry=settings.http_keepalive_seconds,
+    )
+    if transport is None:
+        if settings.http_transport == "aiohttp":
+            transport = AiohttpTransport(limits=limits)
+        else:
+            transport = httpx.AsyncHTTPTransport(limits=limits)
+    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+
+
+def build_gateway(
+    settings: Settings,
+    loaded: LoadedConfig,
+    registry: AdapterRegistry,
+    *,
+    environ: Mapping[str, str] | None = None,
+) -> Gateway:
+    """Bind every service of ``loaded`` to its adapter, or raise :class:`ConfigError`."""
+    env = os.environ if environ is None else environ
+    problems: list[ConfigProblem] = []
+    services: dict[str, ServiceRuntime] = {}
+    for name, svc in loaded.config.services.items():
+        base: tuple[str, ...] = ("services", name)
+        if svc.mode == "async":
+            problems.append(
+                loaded.problem(
+                    (*base, "mode"),
+                    "async delivery (store-and-forward) is not available in this release; "
+                    "use mode: sync",
+                )
+            )
+        entry = registry.get(svc.adapter)
+        if entry is None:
+            known = ", ".join(registry.names()) or "none installed"
+            problems.append(
+                loaded.problem((*base, "adapter"), f"unknown adapter {svc.adapter!r} (known: {known})")
+            )
+            continue
+        if entry.adapter.requires_upstream and svc.upstream is None:
+            problems.append(
+                loaded.problem(base, f"adapter {svc.adapter!r} needs an upstream: with a base_url")
+            )
+        credentials, missing = loaded.credentials_for(name, env)
+        problems += missing
+        try:
+            options = entry.adapter.Options.model_validate(svc.options)
+        except ValidationError as exc:
+            problems += [
+                loaded.problem((*base, "options", *map(str, err["loc"])), str(err["msg"]))
+                for err in exc.errors()
+            ]
+            continue
+        retry = loaded.config.retry_policy(svc.retry)
+        assert retry is not None  # parse_config refused unknown policy names
+        services[name] = ServiceRuntime(
+            name=name,
+            config=svc,
+            entry=entry,
+            adapter=entry.adapter(options),
+            credentials=credentials,
+            policies={
+                op: CallPolicy(deadline=svc.timeout, retry=retry, idempotent=spec.idempotent)
+                for op, spec in entry.adapter.operations.items()
+            },
+        )
+    if problems:
+        raise ConfigError(problems)
+    return Gateway(settings=settings, services=services)

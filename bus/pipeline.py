@@ -1,0 +1,281 @@
+"""The path of one call, ``POST /v1/services/{service}/{operation}``, as named stages.
+
+:func:`handle_call` reads top to bottom as DESIGN.md draws it::
+
+    1 identify   2 authorise   3 limit   4 validate   5 dispatch   6 normalise   7 record   8 respond
+
+Each stage is a plain function of its inputs so it can be tested alone; each failure is a
+:class:`bus.errors.BusError` that becomes the error envelope; anything else is ``bus.internal``
+with the request id, its stack trace kept in the server log only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import httpx
+import structlog
+from pydantic import BaseModel, ValidationError
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapters.base import Context, OperationSpec
+from bus.audit import Exchange
+from bus.config import dotted
+from bus.errors import (
+    BadRequest,
+    BusError,
+    FieldError,
+    InternalError,
+    PayloadTooLarge,
+    UnknownOperation,
+    UnknownService,
+    UpstreamBadResponse,
+    error_envelope,
+)
+from bus.gateway import Gateway, ServiceRuntime
+from bus.resilience import Outcome, run_with_policy
+from bus.security import ANONYMOUS, Consumer
+from bus.upstream import translate_http_error
+from schemas.envelope import Envelope
+
+__all__ = [
+    "Call",
+    "Target",
+    "authorise",
+    "dispatch",
+    "field_errors_from",
+    "handle_call",
+    "identify",
+    "limit",
+    "normalise",
+    "read_body",
+    "record",
+    "resolve",
+    "respond",
+    "validate",
+]
+
+log = structlog.get_logger("lgsp.pipeline")
+
+
+@dataclass(slots=True)
+class Call:
+    """The state of one call as it moves through the stages."""
+
+    request_id: str
+    service: str | None
+    operation: str | None
+    received_at: datetime
+    started: float
+    consumer: Consumer = ANONYMOUS
+    outcome: Outcome = field(default_factory=Outcome)
+    request_bytes: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Target:
+    """The service and operation a call resolved to."""
+
+    service: ServiceRuntime
+    spec: OperationSpec
+
+
+# -- 1-3: security -------------------------------------------------------------------------
+
+
+async def identify(gw: Gateway, request: Request) -> Consumer:
+    return await gw.security.authenticator.identify(request.headers)
+
+
+def resolve(gw: Gateway, service: str, operation: str) -> Target:
+    svc = gw.services.get(service)
+    if svc is None:
+        raise UnknownService(f"no service named {service!r}; GET /v1/services lists them")
+    spec = svc.operations.get(operation)
+    if spec is None:
+        raise UnknownOperation(
+            f"service {service!r} has no operation {operation!r} "
+            f"(it has: {', '.join(sorted(svc.operations))})"
+        )
+    return Target(svc, spec)
+
+
+async def authorise(gw: Gateway, consumer: Consumer, target: Target) -> None:
+    await gw.security.policy.authorise(consumer, target.service.name, target.spec.name)
+
+
+async def limit(gw: Gateway, consumer: Consumer, target: Target) -> None:
+    await gw.security.limiter.limit(consumer, target.service.name, target.spec.name)
+
+
+# -- 4: validate ---------------------------------------------------------------------------
+
+
+async def read_body(request: Request, max_bytes: int) -> bytes:
+    """The request body, refused as soon as it is known to exceed ``max_bytes``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {max_bytes}")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > max_bytes:
+            raise PayloadTooLarge(f"the body exceeds the limit of {max_bytes} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def field_errors_from(errors: Iterable[Mapping[str, Any]]) -> list[FieldError]:
+    """One :class:`FieldError` per pydantic error, named by its dotted path (``body`` if none).
+
+    Only the location, message and type are kept: the refused value itself may be personal data.
+    """
+    return [
+        FieldError(field=dotted(tuple(err["loc"])) or "body", reason=err["msg"], type=err["type"])
+        for err in errors
+    ]
+
+
+def validate(body: bytes, target: Target) -> BaseModel:
+    try:
+        return target.spec.input_model.model_validate_json(body or b"{}")
+    except ValidationError as exc:
+        errors = field_errors_from(exc.errors(include_url=False, include_input=False))
+        noun = "field" if len(errors) == 1 else "fields"
+        raise BadRequest(
+            f"the request does not match {target.spec.name}: {len(errors)} {noun} refused",
+            field_errors=errors,
+        ) from exc
+
+
+# -- 5-6: dispatch and normalise ------------------------------------------------------------
+
+
+async def dispatch(gw: Gateway, target: Target, payload: BaseModel, call: Call) -> Any:
+    """Call the adapter under the operation's deadline and retry policy.
+
+    Errors are translated here, at the boundary: httpx errors to ``upstream.*``; a pydantic
+    error raised inside the adapter (an upstream reply it could not read) to
+    ``upstream.bad_response``.
+    """
+    svc = target.service
+    assert svc.resources is not None, "the gateway was not started"
+    ctx = Context(
+        request_id=call.request_id,
+        service=svc.name,
+        operation=target.spec.name,
+        consumer=call.consumer,
+        resources=svc.resources,
+    )
+    handler = target.spec.bind(svc.adapter)
+
+    async def attempt() -> Any:
+        try:
+            return await handler(payload, ctx)
+        except httpx.HTTPError as exc:
+            raise translate_http_error(exc) from exc
+        except ValidationError as exc:
+            raise UpstreamBadResponse(
+                f"the reply of {svc.name} could not be read as {target.spec.name}'s output"
+            ) from exc
+
+    return await run_with_policy(attempt, svc.policies[target.spec.name], call.outcome, gw.sleep)
+
+
+def normalise(target: Target, result: Any) -> Any:
+    """The adapter's result checked against the operation's output model, as JSON data."""
+    model = target.spec.output_model
+    try:
+        value = result if isinstance(result, model) else model.model_validate(result)
+    except ValidationError as exc:
+        raise UpstreamBadResponse(
+            f"the reply for {target.spec.name} does not match its output model"
+        ) from exc
+    return value.model_dump(mode="json")
+
+
+# -- 7-8: record and respond ----------------------------------------------------------------
+
+
+async def record(gw: Gateway, call: Call, status: int, error: BusError | None, size: int) -> None:
+    await gw.recorder.record(
+        Exchange(
+            request_id=call.request_id,
+            consumer=call.consumer.id,
+            service=call.service,
+            operation=call.operation,
+            received_at=call.received_at,
+            duration_ms=round((gw.clock.monotonic() - call.started) * 1000, 3),
+            outcome="ok" if error is None else "error",
+            http_status=status,
+            error_code=None if error is None else error.code,
+            attempts=call.outcome.attempts,
+            request_bytes=call.request_bytes,
+            reply_bytes=size,
+        )
+    )
+
+
+def respond(body: bytes, status: int, call: Call, error: BusError | None) -> Response:
+    headers = {"X-Request-ID": call.request_id}
+    if error is not None and error.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    return Response(body, status_code=status, headers=headers, media_type="application/json")
+
+
+# -- the whole path ---------------------------------------------------------------------
+
+
+async def handle_call(gw: Gateway, request: Request, service: str, operation: str) -> Response:
+    call = Call(
+        request_id=request.state.request_id,
+        service=service,
+        operation=operation,
+        received_at=gw.clock.now(),
+        started=gw.clock.monotonic(),
+    )
+    error: BusError | None = None
+    data: Any = None
+    try:
+        call.consumer = await identify(gw, request)  # 1
+        target = resolve(gw, service, operation)
+        await authorise(gw, call.consumer, target)  # 2
+        await limit(gw, call.consumer, target)  # 3
+        body = await read_body(request, gw.settings.max_body_bytes)
+        call.request_bytes = len(body)
+        payload = validate(body, target)  # 4
+        result = await dispatch(gw, target, payload, call)  # 5
+        data = normalise(target, result)  # 6
+    except BusError as exc:
+        error = exc
+    except Exception:  # the last net: a bug in the bus or an adapter must not reach the caller
+        log.exception("call failed unexpectedly", service=service, operation=operation)
+        error = InternalError()
+    if error is not None:
+        error.request_id = call.request_id
+        envelope = error_envelope(call.request_id, service, operation, error)
+    else:
+        envelope = Envelope(
+            request_id=call.request_id,
+            service=service,
+            operation=operation,
+            status="ok",
+            data=data,
+        )
+    body_out = envelope.model_dump_json().encode()
+    status = 200 if error is None else error.http_status
+    try:
+        await record(gw, call, status, error, len(body_out))  # 7
+    except Exception:  # fail closed: no reply leaves without its exchange record
+        log.exception("exchange record failed; refusing the reply")
+        error = InternalError("the exchange could not be recorded; the call is refused")
+        error.request_id = call.request_id
+        envelope = error_envelope(call.request_id, service, operation, error)
+        body_out = envelope.model_dump_json().encode()
+        status = error.http_status
+    return respond(body_out, status, call, error)  # 8

@@ -1,0 +1,95 @@
+"""Step 5 of the pipeline: call the adapter under a deadline and a named retry policy.
+
+Policies from bus.yaml are composed from tenacity's pieces: ``stop_after_attempt`` or'd with
+``stop_before_delay`` (no attempt starts that could not finish within the deadline), exponential
+backoff with jitter, stretched to an upstream's ``Retry-After``, and a predicate that retries only
+retryable upstream errors of idempotent operations. The deadline covers every attempt and wait.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import TypeVar
+
+import tenacity
+from tenacity.wait import wait_base
+
+from bus.config import RetryPolicyConfig
+from bus.errors import UpstreamError, UpstreamTimeout
+
+__all__ = ["CallPolicy", "Outcome", "run_with_policy"]
+
+T = TypeVar("T")
+Sleep = Callable[[float], Awaitable[None]]
+
+
+class _WaitRetryAfter(wait_base):
+    """Wait as ``fallback`` says, or longer if the upstream asked for it with Retry-After."""
+
+    def __init__(self, fallback: wait_base) -> None:
+        self.fallback = fallback
+
+    def __call__(self, retry_state: tenacity.RetryCallState) -> float:
+        wait = self.fallback(retry_state)
+        outcome = retry_state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        if isinstance(exc, UpstreamError) and exc.retry_after is not None:
+            return max(wait, exc.retry_after)
+        return wait
+
+
+@dataclass(frozen=True, slots=True)
+class CallPolicy:
+    """How one operation of one service is called: deadline and retry policy."""
+
+    deadline: float
+    retry: RetryPolicyConfig
+    idempotent: bool
+
+    def retrying(self, sleep: Sleep) -> tenacity.AsyncRetrying:
+        attempts = self.retry.attempts if self.idempotent else 1
+        return tenacity.AsyncRetrying(
+            stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_before_delay(self.deadline),
+            wait=_WaitRetryAfter(
+                tenacity.wait_exponential_jitter(
+                    initial=self.retry.initial_wait,
+                    max=self.retry.max_wait,
+                    jitter=self.retry.jitter,
+                )
+            ),
+            retry=tenacity.retry_if_exception(
+                lambda exc: isinstance(exc, UpstreamError) and exc.retryable
+            ),
+            sleep=sleep,
+            reraise=True,
+        )
+
+
+@dataclass(slots=True)
+class Outcome:
+    """How many attempts a call took; read by the exchange record."""
+
+    attempts: int = 0
+
+
+async def run_with_policy(
+    attempt: Callable[[], Awaitable[T]],
+    policy: CallPolicy,
+    outcome: Outcome,
+    sleep: Sleep = asyncio.sleep,
+) -> T:
+    """Run ``attempt`` until it succeeds, the policy gives up, or the deadline passes."""
+    try:
+        async with asyncio.timeout(policy.deadline):
+            async for try_ in policy.retrying(sleep):
+                with try_:
+                    outcome.attempts += 1
+                    return await attempt()
+    except TimeoutError as exc:
+        raise UpstreamTimeout(
+            f"no answer within the operation's deadline of {policy.deadline:g} s "
+            f"({outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''})"
+        ) from exc
+    raise AssertionError("unreachable: tenacity either returns, or re-raises the last error")

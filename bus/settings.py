@@ -1,0 +1,45 @@
+"""Process settings from ``LGSP_*`` environment variables (pydantic-settings).
+
+What the bus connects to is declared in ``bus.yaml`` (see :mod:`bus.config`); these settings say
+how this process runs: where that file is, where to listen, how to log, the HTTP client.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings"]
+
+
+class Settings(BaseSettings):
+    """Settings of one gateway process; every field can be set as ``LGSP_<NAME>``."""
+
+    model_config = SettingsConfigDict(env_prefix="LGSP_", extra="forbid")
+
+    config: Path = Field(default=Path("bus.yaml"), description="Path of the bus.yaml to load.")
+    host: str = Field(default="127.0.0.1", description="Address `lgsp serve` listens on.")
+    port: int = Field(default=8000, ge=0, le=65535, description="Port `lgsp serve` listens on.")
+    workers: int = Field(default=1, ge=1, description="Gateway worker processes.")
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = Field(
+        default="json", description="JSON lines for machines, or coloured lines for a terminal."
+    )
+    max_body_bytes: int = Field(
+        default=1_048_576, ge=1, description="Largest request body accepted on the call route."
+    )
+    ready_cache_seconds: float = Field(
+        default=5.0, ge=0, description="How long /readyz reuses its upstream reachability check."
+    )
+    ready_probe_timeout: float = Field(
+        default=2.0, gt=0, description="Timeout of one upstream reachability probe."
+    )
+    http_transport: Literal["aiohttp", "httpx"] = Field(
+        default="aiohttp",
+        description="Transport of the shared httpx client; see bench/http_transports.py.",
+    )
+    http_max_connections: int = Field(default=200, ge=1)
+    http_keepalive_seconds: float = Field(default=30.0, gt=0)
