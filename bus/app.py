@@ -22,7 +22,14 @@ from starlette.responses import JSONResponse, Response
 from adapters.base import Clock
 from bus.audit import ExchangeRecorder
 from bus.config import load_config
-from bus.errors import BadRequest, BusError, MethodNotAllowed, NotFound, UnknownService, error_envelope
+from bus.errors import (
+    BadRequest,
+    BusError,
+    MethodNotAllowed,
+    NotFound,
+    UnknownService,
+    error_envelope,
+)
 from bus.gateway import Gateway, build_gateway
 from bus.health import Readiness
 from bus.logging import configure_logging
@@ -62,7 +69,9 @@ def _envelope(
 def _error(request: Request, exc: BusError, service: str | None = None) -> Response:
     exc.request_id = request.state.request_id
     env = error_envelope(exc.request_id, service, None, exc)
-    return Response(env.model_dump_json(), status_code=exc.http_status, media_type="application/json")
+    return Response(
+        env.model_dump_json(), status_code=exc.http_status, media_type="application/json"
+    )
 
 
 def create_app(

@@ -1,16 +1,16 @@
 """``lgsp``: the operator's command line.
 
-    lgsp serve                     run the gateway (uvicorn)
-    lgsp services list             the services of bus.yaml and their operations
-    lgsp adapters list             the installed adapters and the packages that provide them
-    lgsp config check bus.yaml     validate a configuration without starting anything
+lgsp serve                     run the gateway (uvicorn)
+lgsp services list             the services of bus.yaml and their operations
+lgsp adapters list             the installed adapters and the packages that provide them
+lgsp config check bus.yaml     validate a configuration without starting anything
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -47,7 +47,7 @@ ConfigOption = Annotated[
 
 
 def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[bold red]configuration refused[/]\n{exc}", highlight=False, markup=True)
+    err.print(f"[bold red]configuration refused[/]\n{exc}", highlight=False, soft_wrap=True)
     return typer.Exit(code=2)
 
 
@@ -86,18 +86,21 @@ def serve(
         f"lgsp: serving {len(application.state.gateway.services)} service(s) from "
         f"{settings.config} on http://{settings.host}:{settings.port}",
         highlight=False,
+        soft_wrap=True,
     )
-    common = {
-        "host": settings.host,
-        "port": settings.port,
-        "access_log": False,  # the exchange record is the access log
-        "log_level": settings.log_level,
-        "proxy_headers": False,
-    }
-    if settings.workers > 1:
-        uvicorn.run("bus.app:app_from_env", factory=True, workers=settings.workers, **common)
-    else:
-        uvicorn.run(application, **common)
+    multi = settings.workers > 1
+    # Several workers each build the app from the environment; one worker serves this app.
+    target: Any = "bus.app:app_from_env" if multi else application
+    uvicorn.run(
+        target,
+        factory=multi,
+        workers=settings.workers if multi else None,
+        host=settings.host,
+        port=settings.port,
+        access_log=False,  # the exchange record is the access log
+        log_level=settings.log_level,
+        proxy_headers=False,
+    )
 
 
 @services_app.command("list")
@@ -143,7 +146,11 @@ def config_check(
     """Validate bus.yaml: syntax, keys, adapters, retry policies, credential variables."""
     gw = _gateway(path)
     operations = sum(len(s.operations) for s in gw.services.values())
-    out.print(f"{path}: OK, {len(gw.services)} service(s), {operations} operation(s)")
+    out.print(
+        f"{path}: OK, {len(gw.services)} service(s), {operations} operation(s)",
+        highlight=False,
+        soft_wrap=True,
+    )
 
 
 def main() -> None:

@@ -58,7 +58,9 @@ class _Strict(BaseModel):
 class RetryPolicyConfig(_Strict):
     """A named retry policy; the bus builds it from tenacity's stop and wait pieces."""
 
-    attempts: int = Field(default=3, ge=1, le=20, description="Attempts in all, the first included.")
+    attempts: int = Field(
+        default=3, ge=1, le=20, description="Attempts in all, the first included."
+    )
     initial_wait: float = Field(default=0.2, ge=0, description="Wait before the 2nd attempt (s).")
     max_wait: float = Field(default=2.0, ge=0, description="Cap of one wait between attempts (s).")
     jitter: float = Field(default=0.1, ge=0, description="Random extra wait, up to this (s).")
@@ -197,7 +199,9 @@ def dotted(path: Path_) -> str:
     return out
 
 
-def _walk(node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str) -> list[ConfigProblem]:
+def _walk(
+    node: yaml.Node, path: Path_, lines: dict[Path_, int], source: str
+) -> list[ConfigProblem]:
     """Record the line of every key and refuse duplicate keys, which PyYAML silently merges."""
     problems: list[ConfigProblem] = []
     if isinstance(node, yaml.MappingNode):
@@ -234,6 +238,9 @@ def parse_config(text: str, source: str = "bus.yaml") -> LoadedConfig:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
+        context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+        if context and context_mark is not None:
+            reason += f" ({context} started on line {context_mark.line + 1})"
         raise ConfigError([ConfigProblem(source, line, "", f"not valid YAML: {reason}")]) from exc
     lines: dict[Path_, int] = {}
     if root is not None:
@@ -271,7 +278,9 @@ def load_config(path: Path) -> LoadedConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([ConfigProblem(str(path), None, "", f"cannot read: {exc.strerror}")]) from exc
+        raise ConfigError(
+            [ConfigProblem(str(path), None, "", f"cannot read: {exc.strerror}")]
+        ) from exc
     return parse_config(text, str(path))
 
 

@@ -233,7 +233,8 @@ def error_envelope(
             code=exc.code,
             message=exc.message,
             field_errors=[
-                FieldErrorBody(field=f.field, reason=f.reason, type=f.type) for f in exc.field_errors
+                FieldErrorBody(field=f.field, reason=f.reason, type=f.type)
+                for f in exc.field_errors
             ],
             retryable=exc.retryable,
         ),

@@ -140,7 +140,9 @@ def build_gateway(
         if entry is None:
             known = ", ".join(registry.names()) or "none installed"
             problems.append(
-                loaded.problem((*base, "adapter"), f"unknown adapter {svc.adapter!r} (known: {known})")
+                loaded.problem(
+                    (*base, "adapter"), f"unknown adapter {svc.adapter!r} (known: {known})"
+                )
             )
             continue
         if entry.adapter.requires_upstream and svc.upstream is None:

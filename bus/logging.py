@@ -30,7 +30,9 @@ class Redactor:
       phone number (10-11 digits starting with 0 or 84) become ``"[redacted-number]"``.
     """
 
-    SECRET_KEY = re.compile(r"pass(word)?|secret|token|authori[sz]ation|api[_-]?key|credential", re.I)
+    SECRET_KEY = re.compile(
+        r"pass(word)?|secret|token|authori[sz]ation|api[_-]?key|credential", re.I
+    )
     NUMBER = re.compile(r"(?<!\d)(?:\d{12}|\d{9}|0\d{9,10}|84\d{9,10})(?!\d)")
 
     def __call__(self, logger: WrappedLogger, method: str, event: EventDict) -> EventDict:

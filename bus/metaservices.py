@@ -68,7 +68,9 @@ def build_openapi(app: FastAPI, gw: Gateway) -> dict[str, Any]:
     for svc in gw.services.values():
         for spec in svc.operations.values():
             models += [(spec.input_model, "validation"), (spec.output_model, "serialization")]
-    refs, defs = models_json_schema(list(dict.fromkeys(models)), ref_template="#/components/schemas/{model}")
+    refs, defs = models_json_schema(
+        list(dict.fromkeys(models)), ref_template="#/components/schemas/{model}"
+    )
     schemas = doc.setdefault("components", {}).setdefault("schemas", {})
     schemas.update(defs.get("$defs", {}))
     envelope_ref = refs[(Envelope, "serialization")]

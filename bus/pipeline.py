@@ -1,8 +1,8 @@
-"""The path of one call, ``POST /v1/services/{service}/{operation}``, as named stages.
+"""The path of one call, ``POST /v1/services/{service}/{operation}``, in named stages.
 
 :func:`handle_call` reads top to bottom as DESIGN.md draws it::
 
-    1 identify   2 authorise   3 limit   4 validate   5 dispatch   6 normalise   7 record   8 respond
+    1 identify  2 authorise  3 limit  4 validate  5 dispatch  6 normalise  7 record  8 respond
 
 Each stage is a plain function of its inputs so it can be tested alone; each failure is a
 :class:`bus.errors.BusError` that becomes the error envelope; anything else is ``bus.internal``

@@ -60,7 +60,9 @@ class AdapterRegistry:
 
     def register(self, name: str, adapter: type[Adapter], package: str = "<code>") -> None:
         """Register an adapter class directly (tests, embedding applications)."""
-        self.add(AdapterEntry(name, adapter, package, f"{adapter.__module__}:{adapter.__qualname__}"))
+        self.add(
+            AdapterEntry(name, adapter, package, f"{adapter.__module__}:{adapter.__qualname__}")
+        )
 
     def get(self, name: str) -> AdapterEntry | None:
         return self._entries.get(name)

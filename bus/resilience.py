@@ -54,7 +54,7 @@ class CallPolicy:
             stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_before_delay(self.deadline),
             wait=_WaitRetryAfter(
                 tenacity.wait_exponential_jitter(
-                    initial=self.retry.initial_wait,
+                    multiplier=self.retry.initial_wait,
                     max=self.retry.max_wait,
                     jitter=self.retry.jitter,
                 )

@@ -70,5 +70,7 @@ def translate_http_error(exc: httpx.HTTPError) -> BusError:
     if isinstance(exc, httpx.TimeoutException):
         return UpstreamTimeout("the national platform did not answer in time")
     if isinstance(exc, httpx.TransportError):
-        return UpstreamUnavailable(f"the national platform cannot be reached ({type(exc).__name__})")
+        return UpstreamUnavailable(
+            f"the national platform cannot be reached ({type(exc).__name__})"
+        )
     return UpstreamFault(f"the exchange with the national platform failed ({type(exc).__name__})")

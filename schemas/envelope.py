@@ -23,7 +23,9 @@ class FieldErrorBody(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    field: str = Field(description="Dotted path of the field, e.g. `birth_date` or `items[0].name`.")
+    field: str = Field(
+        description="Dotted path of the field, e.g. `birth_date` or `items[0].name`."
+    )
     reason: str = Field(description="Why the value was refused, for a person to read.")
     type: str = Field(description="Machine-readable kind of problem, e.g. `missing`.")
 

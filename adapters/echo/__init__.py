@@ -33,4 +33,6 @@ class EchoAdapter(Adapter):
     @operation("echo", input=EchoRequest, output=EchoReply)
     async def echo(self, request: EchoRequest, ctx: Context) -> EchoReply:
         """Send the message back with the caller's identity and the time."""
-        return EchoReply(message=request.message, consumer=ctx.consumer.id, received_at=ctx.clock.now())
+        return EchoReply(
+            message=request.message, consumer=ctx.consumer.id, received_at=ctx.clock.now()
+        )

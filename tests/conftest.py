@@ -1,0 +1,85 @@
+"""Shared fixtures. The network is blocked for every test except loopback (see ``_no_network``)."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bus.registry import AdapterRegistry, discover
+from bus.settings import Settings
+
+EXAMPLE_PLUGIN_DIR = Path(__file__).parent / "example_plugin"
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def _no_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse any connection that leaves the machine; tests talk to respx or loopback only."""
+    real_connect = socket.socket.connect
+
+    def guarded(sock: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple):
+            host = address[0]
+            try:
+                loopback = ipaddress.ip_address(host).is_loopback
+            except ValueError:
+                loopback = host == "localhost"
+            if not loopback:
+                raise RuntimeError(f"tests may not reach the network ({host})")
+        return real_connect(sock, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
+
+
+@pytest.fixture
+def write_config(tmp_path: Path) -> Callable[[str], Path]:
+    def write(text: str) -> Path:
+        path = tmp_path / "bus.yaml"
+        path.write_text(text, encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def settings_for(write_config: Callable[[str], Path]) -> Callable[..., Settings]:
+    def make(text: str, **overrides: Any) -> Settings:
+        return Settings(config=write_config(text), log_level="debug", **overrides)
+
+    return make
+
+
+def install_distribution(
+    root: Path, name: str, entry_points: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Make a real installed distribution: a ``.dist-info`` with METADATA and entry_points.txt
+    on ``sys.path``, found by ``importlib.metadata`` exactly as pip's would be."""
+    site = root / f"site-{name}"
+    info = site / f"{name.replace('-', '_')}-0.1.0.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1.0\n")
+    lines = "\n".join(f"{k} = {v}" for k, v in entry_points.items())
+    (info / "entry_points.txt").write_text(f"[lgsp.adapters]\n{lines}\n")
+    monkeypatch.syspath_prepend(str(site))
+
+
+@pytest.fixture
+def example_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[AdapterRegistry]:
+    """The example parcels adapter installed as the distribution ``lgsp-example-parcels``."""
+    monkeypatch.syspath_prepend(str(EXAMPLE_PLUGIN_DIR))
+    install_distribution(
+        tmp_path,
+        "lgsp-example-parcels",
+        {"parcels": "lgsp_example_parcels:ParcelAdapter"},
+        monkeypatch,
+    )
+    return discover()

@@ -1,0 +1,116 @@
+"""The `lgsp` command: help, services list, config check, and serve on a real port."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from bus.cli import app
+
+runner = CliRunner()
+ECHO = "version: 1\nservices:\n  echo: {adapter: echo, description: Smoke}\n"
+
+
+def test_help_lists_the_commands() -> None:
+    """`lgsp --help` names every command group."""
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("serve", "services", "adapters", "config"):
+        assert command in result.output
+
+
+def test_services_list_shows_services_and_operations(write_config: Callable[[str], Path]) -> None:
+    """`lgsp services list` shows each service with its adapter, package and operations."""
+    result = runner.invoke(app, ["services", "list", "--config", str(write_config(ECHO))])
+    assert result.exit_code == 0, result.output
+    assert "echo (lgsp-bus)" in result.output
+    assert "sync" in result.output
+
+
+def test_adapters_list() -> None:
+    """`lgsp adapters list` shows the built-in adapter and its package."""
+    result = runner.invoke(app, ["adapters", "list"])
+    assert result.exit_code == 0
+    assert "adapters.echo:EchoAdapter" in result.output
+
+
+def test_config_check_ok(write_config: Callable[[str], Path]) -> None:
+    """A valid file is confirmed with its counts."""
+    result = runner.invoke(app, ["config", "check", str(write_config(ECHO))])
+    assert result.exit_code == 0
+    assert "OK, 1 service(s), 1 operation(s)" in result.output
+
+
+def test_config_check_names_the_bad_line(write_config: Callable[[str], Path]) -> None:
+    """A bad file exits 2 and prints the line and the reason, without a traceback."""
+    path = write_config("version: 1\nservices:\n  echo:\n    adapter: nope\n")
+    result = runner.invoke(app, ["config", "check", str(path)])
+    assert result.exit_code == 2
+    assert f"{path}:4: services.echo.adapter: unknown adapter 'nope'" in result.output
+    assert "Traceback" not in result.output
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def served(write_config: Callable[[str], Path]) -> Iterator[str]:
+    """`lgsp serve` started as a user would, on a free loopback port."""
+    port = _free_port()
+    lgsp = Path(sys.executable).with_name("lgsp")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
+    proc = subprocess.Popen(
+        [str(lgsp), "serve", "--config", str(write_config(ECHO)), "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200:
+                    break
+            except httpx.TransportError:
+                time.sleep(0.1)
+        else:
+            proc.kill()
+            output = proc.communicate()[0].decode()
+            pytest.fail(f"lgsp serve did not start:\n{output}")
+        yield base
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()
+
+
+@pytest.mark.live
+def test_serve_answers_on_a_real_port(served: str) -> None:
+    """`lgsp serve` runs the gateway under uvicorn: a call goes through and is answered."""
+    reply = httpx.post(f"{served}/v1/services/echo/echo", json={"message": "Chào tỉnh"}, timeout=5)
+    assert reply.status_code == 200
+    assert reply.json()["data"]["message"] == "Chào tỉnh"
+    assert reply.json()["request_id"] == reply.headers["x-request-id"]
+
+
+def test_serve_refuses_bad_config(write_config: Callable[[str], Path]) -> None:
+    """`lgsp serve` with a bad file exits 2 with the line, before listening."""
+    path = write_config("version: 1\nservices:\n  echo:\n    adapter: nope\n")
+    result = runner.invoke(app, ["serve", "--config", str(path), "--port", "1"])
+    assert result.exit_code == 2
+    assert "services.echo.adapter" in result.output

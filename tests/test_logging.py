@@ -1,0 +1,59 @@
+"""Logs keep personal numbers and secrets out, and errors escaping the app still get an envelope."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import pytest
+
+from bus import create_app
+from bus.logging import Redactor
+from bus.settings import Settings
+from tests.support import running
+
+pytestmark = pytest.mark.anyio
+
+
+def test_redactor_masks_ids_phones_and_secrets() -> None:
+    """12- and 9-digit ids, phone numbers and secret-named keys never reach the log line."""
+    event = {
+        "event": "lookup of 001203004567 by 0912345678",
+        "old_id": 123456789,
+        "client_secret": "s3cr3t",
+        "nested": {"Authorization": "Bearer abc", "note": "cmnd 012345678"},
+        "list": ["84912345678"],
+        "count": 42,
+    }
+    out = Redactor()(None, "info", event)
+    text = json.dumps(out)
+    for needle in ("001203004567", "0912345678", "123456789", "s3cr3t", "Bearer abc", "012345678"):
+        assert needle not in text, needle
+    assert out["count"] == 42
+    assert out["client_secret"] == "[redacted]"
+
+
+async def test_error_escaping_a_route_is_an_envelope(
+    settings_for: Callable[..., Settings], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An exception outside the pipeline (a bug in any route) is bus.internal with the request
+    id and no traceback; the log keeps the trace, with the personal number redacted."""
+
+    async def broken() -> None:
+        raise ValueError("internal detail 001203004567")
+
+    app = create_app(settings_for("version: 1\n"))
+    app.add_api_route("/x", broken)
+    async with running(app) as client:
+        reply = await client.get("/x", headers={"X-Request-ID": "escape-0001"})
+    assert reply.status_code == 500
+    body = reply.json()
+    assert body["error"]["code"] == "bus.internal"
+    assert body["request_id"] == "escape-0001"
+    assert reply.headers["x-request-id"] == "escape-0001"
+    assert "internal detail" not in reply.text
+    assert "Traceback" not in reply.text
+    log = capsys.readouterr().err
+    assert "ValueError" in log
+    assert "escape-0001" in log
+    assert "001203004567" not in log
