@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
 import pytest
 
@@ -217,3 +217,21 @@ async def test_unknown_route_and_wrong_method_are_envelopes(
     assert wrong.status_code == 405
     assert wrong.json()["error"]["code"] == "client.method_not_allowed"
     assert set(wrong.json()) == ENVELOPE_KEYS
+
+
+async def test_payload_too_large_without_content_length(
+    settings_for: Callable[..., Settings],
+) -> None:
+    """A chunked body with no Content-Length is cut off as soon as it passes the limit."""
+    app = create_app(
+        settings_for("version: 1\nservices:\n  echo: {adapter: echo}\n", max_body_bytes=64)
+    )
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(100):
+            yield b"x" * 32
+
+    async with running(app) as client:
+        reply = await client.post("/v1/services/echo/echo", content=chunks())
+    assert reply.status_code == 413
+    assert reply.json()["error"]["code"] == "client.payload_too_large"
