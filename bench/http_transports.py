@@ -157,11 +157,12 @@ async def bench(url: str, levels: list[int], seconds: float, rounds: int) -> Res
 
 
 def report(results: Results, levels: list[int], console: Console) -> None:
-    table = Table(title="GET throughput, median over rounds")
-    for col in ("client", "C", "req/s", "p50 ms", "p99 ms", "÷ httpx-default", "÷ aiohttp-raw"):
-        table.add_column(
-            col, justify="left" if col == "client" else "right", no_wrap=col == "client"
-        )
+    table = Table(
+        title="GET throughput, median over rounds",
+        caption="÷ default: ratio to httpx-default; ÷ raw: ratio to aiohttp-raw",
+    )
+    for col in ("client", "C", "req/s", "p50 ms", "p99 ms", "÷ default", "÷ raw"):
+        table.add_column(col, justify="left" if col == "client" else "right", no_wrap=True)
     for conc in levels:
         base, ceiling = results["httpx-default", conc][0], results["aiohttp-raw", conc][0]
         for name in CLIENTS:
