@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, ClassVar, Protocol, TypeVar
 
@@ -102,11 +102,12 @@ class Upstream:
     base_url: str
     timeout: float
     connect_timeout: float
+    #: Per-request timeouts to pass to ``ctx.http`` calls (the deadline still covers all).
+    http_timeout: httpx.Timeout = field(init=False)
 
-    @property
-    def http_timeout(self) -> httpx.Timeout:
-        """Per-request timeouts to pass to ``ctx.http`` calls (the deadline still covers all)."""
-        return httpx.Timeout(self.timeout, connect=self.connect_timeout)
+    def __post_init__(self) -> None:
+        timeout = httpx.Timeout(self.timeout, connect=self.connect_timeout)
+        object.__setattr__(self, "http_timeout", timeout)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ is, outermost first: request id, error envelope, then FastAPI's routing.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -107,6 +108,7 @@ def create_app(
     if sleep is not None:
         gw.sleep = sleep
     readiness = Readiness(gw)
+    described = functools.cache(describe_service)  # schemas are fixed once the app is built
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -121,14 +123,30 @@ def create_app(
         version="0.1.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        redirect_slashes=False,  # a redirect would be a reply without the envelope
     )
     app.state.gateway = gw
 
-    @app.post("/v1/services/{service}/{operation}", include_in_schema=False)
-    async def call(request: Request, service: str, operation: str) -> Response:
-        return await handle_call(gw, request, service, operation)
+    async def call(request: Request) -> Response:
+        params = request.path_params
+        return await handle_call(gw, request, params["service"], params["operation"])
 
-    @app.get("/v1/services", tags=["metaservices"], summary="The catalogue of services")
+    # A plain Starlette route: the call route does its own body handling, so FastAPI's
+    # per-request dependency machinery would only add cost. It is documented per operation.
+    app.router.add_route(
+        "/v1/services/{service}/{operation}", call, methods=["POST"], include_in_schema=False
+    )
+
+    bad_request: dict[int | str, dict[str, Any]] = {
+        400: {"model": Envelope, "description": "client.bad_request envelope"}
+    }
+
+    @app.get(
+        "/v1/services",
+        tags=["metaservices"],
+        summary="The catalogue of services",
+        response_model=Envelope,
+    )
     async def services(request: Request) -> Response:
         return _envelope(request, list_services(gw))
 
@@ -136,18 +154,25 @@ def create_app(
         "/v1/services/{service}",
         tags=["metaservices"],
         summary="One service's operations with their input and output JSON Schemas",
+        response_model=Envelope,
+        responses={404: {"model": Envelope, "description": "client.unknown_service envelope"}},
     )
     async def service(request: Request, service: str) -> Response:
         svc = gw.services.get(service)
         if svc is None:
             return _error(request, UnknownService(f"no service named {service!r}"), service)
-        return _envelope(request, describe_service(svc), service)
+        return _envelope(request, described(svc), service)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
 
-    @app.get("/readyz", tags=["health"], summary="Reachability of every upstream (cached)")
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        summary="Reachability of every upstream (cached)",
+        responses=bad_request,
+    )
     async def readyz(strict: bool = False) -> JSONResponse:
         states, age = await readiness.states()
         down = [s.service for s in states if s.reachable is False]
@@ -162,6 +187,10 @@ def create_app(
             status_code=code,
         )
 
+    # Load balancers probe with HEAD too.
+    app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)
+    app.add_api_route("/readyz", readyz, methods=["HEAD"], include_in_schema=False)
+
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, StarletteHTTPException)
         err: BusError
@@ -171,7 +200,10 @@ def create_app(
             err = MethodNotAllowed(f"{request.url.path} does not accept {request.method}")
         else:
             err = BadRequest(str(exc.detail))
-        return _error(request, err)
+        reply = _error(request, err)
+        if exc.headers:  # e.g. Allow on a 405
+            reply.headers.update(exc.headers)
+        return reply
 
     async def validation_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, RequestValidationError)

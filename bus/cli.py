@@ -14,6 +14,7 @@ from typing import Annotated, Any
 
 import typer
 import uvicorn
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 
@@ -51,8 +52,19 @@ def _fail(exc: Exception) -> typer.Exit:
     return typer.Exit(code=2)
 
 
+def _settings(**overrides: Any) -> Settings:
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as exc:
+        problems = "\n".join(
+            f"LGSP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        err.print(f"[bold red]settings refused[/]\n{problems}", highlight=False, soft_wrap=True)
+        raise typer.Exit(code=2) from exc
+
+
 def _gateway(config: Path | None) -> Gateway:
-    settings = Settings() if config is None else Settings(config=config)
+    settings = _settings(config=config)
     try:
         return build_gateway(settings, load_config(settings.config), discover())
     except (ConfigError, RegistryError) as exc:
@@ -75,7 +87,7 @@ def serve(
     }
     # Worker processes rebuild the app from the environment, so the options go there.
     os.environ.update({k: v for k, v in overrides.items() if v is not None})
-    settings = Settings()
+    settings = _settings()
     from bus.app import create_app  # the app pulls in FastAPI; other commands do not need it
 
     try:
@@ -99,6 +111,7 @@ def serve(
         port=settings.port,
         access_log=False,  # the exchange record is the access log
         log_level=settings.log_level,
+        log_config=None,  # uvicorn's loggers go through the bus's structlog configuration
         proxy_headers=False,
     )
 

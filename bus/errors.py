@@ -29,6 +29,7 @@ boundary (:func:`bus.upstream.translate_http_error`), with ``raise ... from exc`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -126,7 +127,10 @@ class BusError(Exception):
     ) -> None:
         self.message = message or self.spec.summary
         self.field_errors = list(field_errors or [])
-        self.retry_after = retry_after
+        # A Retry-After that is not a finite number of seconds is dropped; a day is the most.
+        self.retry_after: float | None = None
+        if retry_after is not None and math.isfinite(retry_after):
+            self.retry_after = min(max(retry_after, 0.0), 86_400.0)
         self.detail = dict(detail or {})
         self.request_id = request_id
         super().__init__(self.message)

@@ -14,7 +14,6 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import httpx
-from httpx_aiohttp import AiohttpTransport
 from pydantic import ValidationError
 
 from adapters.base import Adapter, Clock, OperationSpec, Resources, SystemClock, Upstream
@@ -25,11 +24,12 @@ from bus.registry import AdapterEntry, AdapterRegistry
 from bus.resilience import CallPolicy
 from bus.security import Security
 from bus.settings import Settings
+from bus.transport import BusAiohttpTransport
 
 __all__ = ["Gateway", "ServiceRuntime", "build_gateway", "make_http_client"]
 
 
-@dataclass
+@dataclass(eq=False)  # identity: one runtime per configured service, hashable for caches
 class ServiceRuntime:
     """One service of bus.yaml, bound to its adapter instance."""
 
@@ -109,7 +109,7 @@ def make_http_client(
     )
     if transport is None:
         if settings.http_transport == "aiohttp":
-            transport = AiohttpTransport(limits=limits)
+            transport = BusAiohttpTransport(limits=limits)
         else:
             transport = httpx.AsyncHTTPTransport(limits=limits)
     return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
@@ -136,6 +136,8 @@ def build_gateway(
                     "use mode: sync",
                 )
             )
+        credentials, missing = loaded.credentials_for(name, env)
+        problems += missing
         entry = registry.get(svc.adapter)
         if entry is None:
             known = ", ".join(registry.names()) or "none installed"
@@ -149,8 +151,6 @@ def build_gateway(
             problems.append(
                 loaded.problem(base, f"adapter {svc.adapter!r} needs an upstream: with a base_url")
             )
-        credentials, missing = loaded.credentials_for(name, env)
-        problems += missing
         try:
             options = entry.adapter.Options.model_validate(svc.options)
         except ValidationError as exc:

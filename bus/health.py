@@ -12,10 +12,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import structlog
 
 from bus.gateway import Gateway, ServiceRuntime
 
 __all__ = ["Readiness", "UpstreamState"]
+
+log = structlog.get_logger("lgsp.health")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,11 +63,22 @@ class Readiness:
             return UpstreamState(svc.name, None, None, "no upstream probe configured", None)
         url = str(up.base_url).rstrip("/") + "/" + up.health_path.lstrip("/")
         assert self.gw.http is not None, "the gateway was not started"
+        limit = self.gw.settings.ready_probe_timeout
         started = self.gw.clock.monotonic()
         try:
-            reply = await self.gw.http.get(url, timeout=self.gw.settings.ready_probe_timeout)
+            # One deadline for the whole probe; the status line is enough, the body is not read.
+            async with (
+                asyncio.timeout(limit),
+                self.gw.http.stream("GET", url, timeout=limit) as reply,
+            ):
+                status = reply.status_code
+        except TimeoutError:
+            return UpstreamState(svc.name, url, False, f"no answer within {limit:g} s", None)
         except httpx.HTTPError as exc:
+            return UpstreamState(svc.name, url, False, type(exc).__name__, None)
+        except Exception as exc:  # a probe must never take /readyz down with it
+            log.warning("readiness probe failed", service=svc.name, exc_info=True)
             return UpstreamState(svc.name, url, False, type(exc).__name__, None)
         elapsed = round((self.gw.clock.monotonic() - started) * 1000, 1)
         # Any HTTP answer, even 401 or 404, shows the platform is up and reachable.
-        return UpstreamState(svc.name, url, True, f"HTTP {reply.status_code}", elapsed)
+        return UpstreamState(svc.name, url, True, f"HTTP {status}", elapsed)

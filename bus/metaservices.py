@@ -64,6 +64,18 @@ def build_openapi(app: FastAPI, gw: Gateway) -> dict[str, Any]:
         description=app.description,
         routes=app.routes,
     )
+    # FastAPI documents its own 422 validation reply; the bus answers 400 with the envelope.
+    for operations in doc.get("paths", {}).values():
+        for op in operations.values():
+            if op.get("responses", {}).pop("422", None) is not None:
+                op["responses"]["400"] = {
+                    "description": "client.bad_request envelope",
+                    "content": {
+                        "application/json": {"schema": {"$ref": "#/components/schemas/Envelope"}}
+                    },
+                }
+    for unused in ("HTTPValidationError", "ValidationError"):
+        doc.get("components", {}).get("schemas", {}).pop(unused, None)
     models: list[tuple[type[BaseModel], Any]] = [(Envelope, "serialization")]
     for svc in gw.services.values():
         for spec in svc.operations.values():

@@ -11,6 +11,7 @@ with the request id, its stack trace kept in the server log only.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,7 +20,7 @@ from typing import Any
 import httpx
 import structlog
 from pydantic import BaseModel, ValidationError
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from adapters.base import Context, OperationSpec
@@ -118,34 +119,83 @@ async def limit(gw: Gateway, consumer: Consumer, target: Target) -> None:
 async def read_body(request: Request, max_bytes: int) -> bytes:
     """The request body, refused as soon as it is known to exceed ``max_bytes``."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > max_bytes:
+    if (
+        declared is not None
+        and declared.isascii()
+        and declared.isdigit()
+        and int(declared) > max_bytes
+    ):
         raise PayloadTooLarge(f"the body is {declared} bytes; the limit is {max_bytes}")
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > max_bytes:
-            raise PayloadTooLarge(f"the body exceeds the limit of {max_bytes} bytes")
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > max_bytes:
+                raise PayloadTooLarge(f"the body exceeds the limit of {max_bytes} bytes")
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise BadRequest("the caller disconnected before sending the whole body") from exc
     return b"".join(chunks)
 
 
-def field_errors_from(errors: Iterable[Mapping[str, Any]]) -> list[FieldError]:
-    """One :class:`FieldError` per pydantic error, named by its dotted path (``body`` if none).
+def _step(data: Any, part: str | int) -> tuple[bool, Any]:
+    """Descend one level into the caller's JSON, if ``part`` is a key or index of it."""
+    if isinstance(data, dict) and isinstance(part, str) and part in data:
+        return True, data[part]
+    if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        return True, data[part]
+    return False, data
 
-    Only the location, message and type are kept: the refused value itself may be personal data.
+
+def _field_path(loc: tuple[str | int, ...], data: Any, missing: bool) -> str:
+    """The dotted path of ``loc`` in the caller's own data.
+
+    Pydantic puts the members of a union (``int``, ``str``, a model's name) into error locations;
+    a caller never wrote those, so parts that are not keys or indexes of the data are dropped,
+    except the last part of a ``missing`` error, which names the absent field.
     """
-    return [
-        FieldError(field=dotted(tuple(err["loc"])) or "body", reason=err["msg"], type=err["type"])
-        for err in errors
-    ]
+    path: list[str | int] = []
+    for i, part in enumerate(loc):
+        found, data = _step(data, part)
+        if found or (missing and i == len(loc) - 1) or data is _UNPARSED:
+            path.append(part)
+    return dotted(tuple(path)) or "body"
+
+
+_UNPARSED = object()
+
+
+def field_errors_from(
+    errors: Iterable[Mapping[str, Any]], body: bytes | None = None
+) -> list[FieldError]:
+    """One :class:`FieldError` per refused field, named by its dotted path (``body`` if none).
+
+    Errors about the same field (one per union member) are merged. Only the location, message
+    and type are kept: the refused value itself may be personal data.
+    """
+    data: Any = _UNPARSED
+    if body is not None:
+        try:
+            data = json.loads(body)
+        except ValueError:
+            data = _UNPARSED
+    merged: dict[str, FieldError] = {}
+    for err in errors:
+        field = _field_path(tuple(err["loc"]), data, err["type"] == "missing")
+        seen = merged.get(field)
+        if seen is None:
+            merged[field] = FieldError(field=field, reason=err["msg"], type=err["type"])
+        elif err["msg"] not in seen.reason:
+            merged[field] = FieldError(field, f"{seen.reason}; or {err['msg']}", seen.type)
+    return list(merged.values())
 
 
 def validate(body: bytes, target: Target) -> BaseModel:
     try:
         return target.spec.input_model.model_validate_json(body or b"{}")
     except ValidationError as exc:
-        errors = field_errors_from(exc.errors(include_url=False, include_input=False))
+        errors = field_errors_from(exc.errors(include_url=False, include_input=False), body)
         noun = "field" if len(errors) == 1 else "fields"
         raise BadRequest(
             f"the request does not match {target.spec.name}: {len(errors)} {noun} refused",
@@ -187,16 +237,17 @@ async def dispatch(gw: Gateway, target: Target, payload: BaseModel, call: Call) 
     return await run_with_policy(attempt, svc.policies[target.spec.name], call.outcome, gw.sleep)
 
 
-def normalise(target: Target, result: Any) -> Any:
-    """The adapter's result checked against the operation's output model, as JSON data."""
+def normalise(target: Target, result: Any) -> BaseModel:
+    """The adapter's result as an instance of the operation's output model."""
     model = target.spec.output_model
+    if type(result) is model:
+        return result
     try:
-        value = result if isinstance(result, model) else model.model_validate(result)
+        return model.model_validate(result, from_attributes=False)
     except ValidationError as exc:
         raise UpstreamBadResponse(
             f"the reply for {target.spec.name} does not match its output model"
         ) from exc
-    return value.model_dump(mode="json")
 
 
 # -- 7-8: record and respond ----------------------------------------------------------------
@@ -231,7 +282,12 @@ def respond(body: bytes, status: int, call: Call, error: BusError | None) -> Res
 # -- the whole path ---------------------------------------------------------------------
 
 
+#: Longest service or operation name echoed back or logged; longer path segments are cut.
+NAME_LIMIT = 100
+
+
 async def handle_call(gw: Gateway, request: Request, service: str, operation: str) -> Response:
+    service, operation = service[:NAME_LIMIT], operation[:NAME_LIMIT]
     call = Call(
         request_id=request.state.request_id,
         service=service,
@@ -240,7 +296,7 @@ async def handle_call(gw: Gateway, request: Request, service: str, operation: st
         started=gw.clock.monotonic(),
     )
     error: BusError | None = None
-    data: Any = None
+    data: BaseModel | None = None
     try:
         call.consumer = await identify(gw, request)  # 1
         target = resolve(gw, service, operation)

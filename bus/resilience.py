@@ -40,30 +40,37 @@ class _WaitRetryAfter(wait_base):
         return wait
 
 
-@dataclass(frozen=True, slots=True)
-class CallPolicy:
-    """How one operation of one service is called: deadline and retry policy."""
+def _retryable(exc: BaseException) -> bool:
+    return isinstance(exc, UpstreamError) and exc.retryable
 
-    deadline: float
-    retry: RetryPolicyConfig
-    idempotent: bool
+
+class CallPolicy:
+    """How one operation of one service is called: deadline and retry policy.
+
+    The tenacity pieces are built once here; each call gets its own ``AsyncRetrying`` (tenacity
+    keeps per-run state in it). Operations that may not be retried skip tenacity altogether.
+    """
+
+    __slots__ = ("_retry", "_stop", "_wait", "attempts", "deadline", "idempotent", "retry")
+
+    def __init__(self, deadline: float, retry: RetryPolicyConfig, idempotent: bool) -> None:
+        self.deadline = deadline
+        self.retry = retry
+        self.idempotent = idempotent
+        self.attempts = retry.attempts if idempotent else 1
+        self._stop = tenacity.stop_after_attempt(self.attempts) | tenacity.stop_before_delay(
+            deadline
+        )
+        self._wait = _WaitRetryAfter(
+            tenacity.wait_exponential_jitter(
+                multiplier=retry.initial_wait, max=retry.max_wait, jitter=retry.jitter
+            )
+        )
+        self._retry = tenacity.retry_if_exception(_retryable)
 
     def retrying(self, sleep: Sleep) -> tenacity.AsyncRetrying:
-        attempts = self.retry.attempts if self.idempotent else 1
         return tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_before_delay(self.deadline),
-            wait=_WaitRetryAfter(
-                tenacity.wait_exponential_jitter(
-                    multiplier=self.retry.initial_wait,
-                    max=self.retry.max_wait,
-                    jitter=self.retry.jitter,
-                )
-            ),
-            retry=tenacity.retry_if_exception(
-                lambda exc: isinstance(exc, UpstreamError) and exc.retryable
-            ),
-            sleep=sleep,
-            reraise=True,
+            stop=self._stop, wait=self._wait, retry=self._retry, sleep=sleep, reraise=True
         )
 
 
@@ -81,13 +88,19 @@ async def run_with_policy(
     sleep: Sleep = asyncio.sleep,
 ) -> T:
     """Run ``attempt`` until it succeeds, the policy gives up, or the deadline passes."""
+    deadline = asyncio.timeout(policy.deadline)
     try:
-        async with asyncio.timeout(policy.deadline):
+        async with deadline:
+            if policy.attempts == 1:
+                outcome.attempts = 1
+                return await attempt()
             async for try_ in policy.retrying(sleep):
                 with try_:
                     outcome.attempts += 1
                     return await attempt()
     except TimeoutError as exc:
+        if not deadline.expired():  # a timeout raised inside the adapter, not the deadline
+            raise UpstreamTimeout("the national platform did not answer in time") from exc
         raise UpstreamTimeout(
             f"no answer within the operation's deadline of {policy.deadline:g} s "
             f"({outcome.attempts} attempt{'s' if outcome.attempts != 1 else ''})"

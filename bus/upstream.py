@@ -7,6 +7,10 @@ always reaches the caller as an ``upstream.*`` code, never as a stack trace.
 
 from __future__ import annotations
 
+import math
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+
 import httpx
 
 from bus.errors import (
@@ -17,20 +21,39 @@ from bus.errors import (
     UpstreamUnavailable,
 )
 
-__all__ = ["parse_retry_after", "raise_for_upstream_status", "translate_http_error"]
+__all__ = [
+    "MAX_RETRY_AFTER",
+    "parse_retry_after",
+    "raise_for_upstream_status",
+    "translate_http_error",
+]
 
 _UNAVAILABLE = frozenset({502, 503, 504})
 
 
-def parse_retry_after(value: str | None) -> float | None:
-    """Seconds from a ``Retry-After`` header given in seconds; None if absent or not a number."""
+#: The longest Retry-After the bus will honour or pass on (one day).
+MAX_RETRY_AFTER = 86_400.0
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (seconds or an HTTP date), capped at a day;
+    None when absent or unreadable."""
     if value is None:
         return None
+    text = value.strip()
     try:
-        seconds = float(value.strip())
+        seconds = float(text)
     except ValueError:
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:
+            return None
+        seconds = (when - (now or datetime.now(UTC))).total_seconds()
+    if not math.isfinite(seconds):
         return None
-    return seconds if seconds >= 0 else None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def raise_for_upstream_status(response: httpx.Response) -> None:

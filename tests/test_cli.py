@@ -114,3 +114,14 @@ def test_serve_refuses_bad_config(write_config: Callable[[str], Path]) -> None:
     result = runner.invoke(app, ["serve", "--config", str(path), "--port", "1"])
     assert result.exit_code == 2
     assert "services.echo.adapter" in result.output
+
+
+def test_bad_setting_variable_is_named(write_config: Callable[[str], Path]) -> None:
+    """A malformed LGSP_* variable exits 2 naming the variable, without a traceback."""
+    path = write_config(ECHO)
+    result = runner.invoke(
+        app, ["services", "list", "--config", str(path)], env={"LGSP_PORT": "eighty"}
+    )
+    assert result.exit_code == 2
+    assert "LGSP_PORT" in result.output
+    assert "Traceback" not in result.output

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator, Callable
+from datetime import date
 
 import pytest
 
+from adapters.base import Adapter, Context, operation
 from bus import create_app
 from bus.errors import CATALOGUE
 from bus.registry import AdapterRegistry
 from bus.settings import Settings
+from schemas.base import CanonicalModel
 from tests.support import SECRET_IN_CRASH, FaultyAdapter, running
 
 pytestmark = pytest.mark.anyio
@@ -235,3 +239,72 @@ async def test_payload_too_large_without_content_length(
         reply = await client.post("/v1/services/echo/echo", content=chunks())
     assert reply.status_code == 413
     assert reply.json()["error"]["code"] == "client.payload_too_large"
+
+
+class Birth(CanonicalModel):
+    year: int
+
+
+class UnionInput(CanonicalModel):
+    when: int | str
+    born: date | Birth
+
+
+async def test_union_fields_get_one_entry_each(settings_for: Callable[..., Settings]) -> None:
+    """A field typed as a union is one field_errors entry, named as the caller wrote it, not
+    one per union member."""
+    registry = AdapterRegistry()
+
+    class UnionAdapter(Adapter):
+        requires_upstream = False
+
+        @operation("check", input=UnionInput, output=UnionInput)
+        async def check(self, request: UnionInput, ctx: Context) -> UnionInput:
+            """Echo."""
+            return request
+
+    registry.register("union", UnionAdapter, "tests")
+    app = create_app(
+        settings_for("version: 1\nservices:\n  u: {adapter: union}\n"), registry=registry
+    )
+    async with running(app) as client:
+        reply = await client.post("/v1/services/u/check", json={"when": [1], "born": {"y": 1}})
+        missing = await client.post("/v1/services/u/check", json={"when": 1, "born": {}})
+    fields = [f["field"] for f in reply.json()["error"]["field_errors"]]
+    assert sorted(fields) == ["born", "born.y", "born.year", "when"]
+    when = next(f for f in reply.json()["error"]["field_errors"] if f["field"] == "when")
+    assert "integer" in when["reason"]
+    assert "string" in when["reason"]
+    assert [f["field"] for f in missing.json()["error"]["field_errors"]] == ["born", "born.year"]
+
+
+@pytest.mark.parametrize("value", [1e999, float("inf"), float("nan"), -5])
+async def test_unusable_retry_after_never_breaks_the_reply(
+    value: float, faulty_registry: AdapterRegistry, settings_for: Callable[..., Settings]
+) -> None:
+    """An infinite, NaN or negative Retry-After is dropped or clamped, never a crash."""
+    app = create_app(settings_for(FAULTY_YAML), registry=faulty_registry)
+    async with running(app) as client:
+        reply = await client.post(
+            "/v1/services/faulty/raise",
+            content=json.dumps({"code": "upstream.unavailable", "retry_after": value}),
+        )
+    assert reply.status_code == 503
+    assert reply.headers.get("retry-after") in (None, "1")
+
+
+async def test_http_niceties(settings_for: Callable[..., Settings]) -> None:
+    """HEAD on health routes works; a 405 says what is allowed; a trailing slash is not
+    redirected but answered with an envelope."""
+    app = create_app(settings_for("version: 1\nservices:\n  echo: {adapter: echo}\n"))
+    async with running(app) as client:
+        head = await client.head("/healthz")
+        ready_head = await client.head("/readyz")
+        wrong = await client.delete("/v1/services/echo/echo")
+        slash = await client.get("/v1/services/")
+    assert head.status_code == 200
+    assert ready_head.status_code == 200
+    assert wrong.status_code == 405
+    assert wrong.headers["allow"] == "POST"
+    assert slash.status_code == 404
+    assert slash.json()["error"]["code"] == "client.not_found"

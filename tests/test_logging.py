@@ -57,3 +57,31 @@ async def test_error_escaping_a_route_is_an_envelope(
     assert "ValueError" in log
     assert "escape-0001" in log
     assert "001203004567" not in log
+
+
+def test_redactor_keeps_correlation_fields_and_masks_objects() -> None:
+    """request_id is never masked (it must stay searchable), while digits inside objects,
+    bytes, grouped numbers and secret-like keys are."""
+
+    class Citizen:
+        def __repr__(self) -> str:
+            return "Citizen(id_number='001203004567')"
+
+        __str__ = __repr__
+
+    event = {
+        "event": "call",
+        "request_id": "001203004567",
+        "citizen": Citizen(),
+        "raw": b"<SoDinhDanh>001203004567</SoDinhDanh>",
+        "spaced": "phone 0912 345 678 or +84 912 345 678, id 001 203 004 567",
+        "consumer_key": "ck-live-1",
+        "session": "sess-1",
+    }
+    out = Redactor()(None, "info", dict(event))
+    assert out["request_id"] == "001203004567"
+    text = json.dumps({k: v for k, v in out.items() if k != "request_id"})
+    for needle in ("001203004567", "0912 345 678", "912 345 678", "001 203 004 567"):
+        assert needle not in text, needle
+    assert out["consumer_key"] == "[redacted]"
+    assert out["session"] == "[redacted]"

@@ -6,12 +6,12 @@ from collections.abc import Callable
 
 import httpx
 import pytest
-from httpx_aiohttp import AiohttpTransport
 
 from bus import create_app
 from bus.gateway import make_http_client
 from bus.registry import AdapterRegistry
 from bus.settings import Settings
+from bus.transport import BusAiohttpTransport
 from tests.support import SpyAdapter, running
 
 pytestmark = pytest.mark.anyio
@@ -41,7 +41,7 @@ async def test_transport_follows_the_setting() -> None:
     default = make_http_client(Settings())
     plain = make_http_client(Settings(http_transport="httpx"))
     try:
-        assert isinstance(default._transport, AiohttpTransport)
+        assert isinstance(default._transport, BusAiohttpTransport)
         assert isinstance(plain._transport, httpx.AsyncHTTPTransport)
     finally:
         await default.aclose()

@@ -8,7 +8,7 @@ interface; if a recorder fails, the pipeline fails the call closed with ``bus.in
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Protocol
 
@@ -35,6 +35,9 @@ class Exchange:
     reply_bytes: int
 
 
+_FIELDS = tuple(f.name for f in fields(Exchange))
+
+
 class ExchangeRecorder(Protocol):
     async def record(self, exchange: Exchange) -> None:
         """Persist ``exchange``; raise if it cannot be kept (the call then fails closed)."""
@@ -48,9 +51,9 @@ class LogRecorder:
         self._log = structlog.get_logger("lgsp.exchange")
 
     async def record(self, exchange: Exchange) -> None:
-        fields = asdict(exchange)
-        fields["received_at"] = exchange.received_at.isoformat()
-        self._log.info("exchange", **fields)
+        values = {name: getattr(exchange, name) for name in _FIELDS}
+        values["received_at"] = exchange.received_at.isoformat()
+        self._log.info("exchange", **values)
 
 
 class MemoryRecorder:
