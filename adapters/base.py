@@ -24,16 +24,15 @@ adapter never creates a client per call and never imports FastAPI. Failures leav
 
 from __future__ import annotations
 
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import Any, ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import httpx
 import structlog
 from pydantic import BaseModel, ConfigDict
 
+from bus.clock import Clock, SystemClock
 from bus.config import Credentials
 from bus.errors import (
     BadRequest,
@@ -47,6 +46,7 @@ from bus.errors import (
 )
 from bus.security import Consumer
 from bus.upstream import raise_for_upstream_status, translate_http_error
+from bus.upstream_auth import TokenProvider
 
 __all__ = [
     "Adapter",
@@ -61,6 +61,7 @@ __all__ = [
     "OperationSpec",
     "Resources",
     "SystemClock",
+    "TokenProvider",
     "Upstream",
     "UpstreamBadResponse",
     "UpstreamFault",
@@ -71,28 +72,6 @@ __all__ = [
     "raise_for_upstream_status",
     "translate_http_error",
 ]
-
-
-class Clock(Protocol):
-    """Where adapters and the bus read time; tests pass a fixed or stepping clock."""
-
-    def now(self) -> datetime:
-        """The current time, timezone-aware."""
-        ...
-
-    def monotonic(self) -> float:
-        """Seconds on a clock that never goes back, for durations."""
-        ...
-
-
-class SystemClock:
-    """The real clock."""
-
-    def now(self) -> datetime:
-        return datetime.now(UTC)
-
-    def monotonic(self) -> float:
-        return time.monotonic()
 
 
 @dataclass(frozen=True, slots=True)

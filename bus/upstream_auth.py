@@ -1,0 +1,128 @@
+"""Upstream authentication: the province's OAuth2 client-credentials token for NGSP.
+
+A provincial LGSP is itself one consumer of NGSP: it holds one consumer key and secret, asks
+for a token once, shares it between every call, refreshes it shortly before it expires, and never
+asks for a token per call. :class:`TokenProvider` does exactly that:
+
+- the token is cached until ``expires_in`` minus a refresh margin;
+- concurrent callers that find no valid token share ONE refresh (single flight);
+- :meth:`TokenProvider.call` retries a request once with a fresh token when the upstream answers
+  401 (the token was revoked or expired early), and only once.
+
+Token endpoint failures are translated into the error catalogue: refused credentials are
+``upstream.rejected`` (an operator must fix the bus's configuration), throttling and outages
+are ``upstream.unavailable`` with ``Retry-After`` kept.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import httpx
+import structlog
+
+from bus.clock import Clock
+from bus.errors import UpstreamBadResponse, UpstreamRejected
+from bus.upstream import raise_for_upstream_status, translate_http_error
+
+__all__ = ["AccessToken", "TokenProvider"]
+
+log = structlog.get_logger("lgsp.upstream_auth")
+
+
+@dataclass(frozen=True, slots=True)
+class AccessToken:
+    value: str
+    expires_at: float  # on the clock's monotonic scale
+
+    def __repr__(self) -> str:  # never show the token itself
+        return f"AccessToken(expires_at={self.expires_at:.0f})"
+
+
+class TokenProvider:
+    """A cached, shared, single-flight client-credentials token for one platform."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        clock: Clock,
+        *,
+        refresh_margin: float = 60.0,
+        timeout: float = 10.0,
+    ) -> None:
+        self._http = http
+        self._url = token_url
+        self._auth = httpx.BasicAuth(client_id, client_secret)
+        self._clock = clock
+        self._margin = refresh_margin
+        self._timeout = timeout
+        self._token: AccessToken | None = None
+        self._lock = asyncio.Lock()
+        self.requests = 0  # tokens asked for since start, for tests and metrics
+
+    def _valid(self, token: AccessToken | None) -> bool:
+        return token is not None and self._clock.monotonic() < token.expires_at
+
+    async def token(self) -> str:
+        """A token valid for at least the refresh margin, fetching one if needed."""
+        current = self._token
+        if self._valid(current):
+            assert current is not None
+            return current.value
+        async with self._lock:  # single flight: the first caller refreshes, the others wait
+            current = self._token
+            if not self._valid(current):
+                current = self._token = await self._fetch()
+            assert current is not None
+            return current.value
+
+    def invalidate(self, value: str) -> None:
+        """Forget ``value`` if it is still the cached token (a 401 showed it is no good)."""
+        if self._token is not None and self._token.value == value:
+            self._token = None
+
+    async def call(self, send: Callable[[str], Awaitable[httpx.Response]]) -> httpx.Response:
+        """``send(token)``, and once more with a fresh token if the upstream answers 401."""
+        value = await self.token()
+        response = await send(value)
+        if response.status_code != 401:
+            return response
+        log.info("upstream refused the token; fetching a new one", url=self._url)
+        self.invalidate(value)
+        return await send(await self.token())
+
+    async def _fetch(self) -> AccessToken:
+        self.requests += 1
+        started = self._clock.monotonic()
+        try:
+            response = await self._http.post(
+                self._url,
+                data={"grant_type": "client_credentials"},
+                auth=self._auth,
+                timeout=self._timeout,
+            )
+        except httpx.HTTPError as exc:
+            raise translate_http_error(exc) from exc
+        if response.status_code in (400, 401):
+            log.error("the platform refused the bus's client credentials", url=self._url)
+            raise UpstreamRejected(
+                "the national platform refused the province's client credentials; "
+                "an operator must check them"
+            )
+        raise_for_upstream_status(response)
+        try:
+            body = response.json()
+            value = str(body["access_token"])
+            lifetime = float(body.get("expires_in", 3600))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise UpstreamBadResponse("the token endpoint answered without a usable token") from exc
+        if not value or lifetime <= 0:
+            raise UpstreamBadResponse("the token endpoint answered without a usable token")
+        # Refresh ahead of expiry; for short-lived tokens, at half their life.
+        margin = min(self._margin, lifetime / 2)
+        return AccessToken(value, started + lifetime - margin)
