@@ -1,0 +1,231 @@
+"""The NGSP mock app: token endpoint, authenticated and throttled proxy, admin helpers."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from http.cookiejar import DefaultCookiePolicy
+from typing import Any
+from urllib.parse import parse_qs
+
+import httpx
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict, Field
+
+from mocks.faults import install_faults
+from mocks.ngsp._state import Clock, FixedWindowThrottle, Stats, TokenStore
+
+__all__ = ["NgspSettings", "create_app"]
+
+_log = logging.getLogger("mocks.ngsp")
+
+SCOPE = "am_application_scope default"
+METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+# Not passed to the backend: NGSP's own credential, the caller's host, and what the client
+# computes itself or is hop-by-hop (RFC 9110 §7.6.1).
+NOT_FORWARDED = frozenset(
+    {
+        "authorization",
+        "host",
+        "content-length",
+        "connection",
+        "keep-alive",
+        "proxy-authorization",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+    }
+)
+PASSED_BACK = ("content-type", "retry-after")
+
+
+class NgspSettings(BaseModel):
+    """Consumers, token lifetime, throttling tier and the national services behind the gateway."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    consumers: dict[str, str] = {"lgsp-demo-key": "lgsp-demo-secret"}  # consumer key -> secret
+    expires_in: int = Field(default=3600, ge=1)  # seconds, token lifetime
+    throttle_per_minute: int = Field(default=600, ge=1)  # per consumer, across proxied APIs
+    backends: dict[str, str] = {}  # api name -> base URL, e.g. {"dancu": "http://127.0.0.1:9101"}
+    backend_timeout: float = Field(default=30.0, gt=0)  # seconds, then 504
+
+
+def _oauth_error(status: int, error: str, description: str) -> JSONResponse:
+    """An RFC 6749 §5.2 error reply."""
+    headers = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+    if status == 401:
+        headers["WWW-Authenticate"] = 'Basic realm="ngsp"'
+    body = {"error": error, "error_description": description}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _fault(
+    status: int, code: int, message: str, description: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """A WSO2 API Manager gateway fault."""
+    body = {"fault": {"code": code, "message": message, "description": description}}
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def _basic_credentials(header: str | None) -> tuple[str, str] | None:
+    """``(key, secret)`` from ``Authorization: Basic ...``; ``None`` if absent or unreadable."""
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    key, colon, secret = decoded.partition(":")
+    return (key, secret) if colon else None
+
+
+def _bearer_token(header: str | None) -> str | None:
+    scheme, _, value = (header or "").partition(" ")
+    if scheme.lower() != "bearer":
+        return None
+    return value.strip() or None
+
+
+def create_app(
+    settings: NgspSettings | None = None,
+    *,
+    clock: Clock = time.monotonic,
+    transport: httpx.AsyncBaseTransport | None = None,
+) -> FastAPI:
+    """The NGSP mock. ``clock`` drives token expiry and throttle windows; ``transport`` (tests)
+    replaces the network under the one backend client opened by the lifespan."""
+    settings = settings or NgspSettings()
+    tokens = TokenStore(settings.expires_in, clock)
+    throttle = FixedWindowThrottle(settings.throttle_per_minute, clock)
+    stats = Stats()
+    backend: list[httpx.AsyncClient] = []  # the shared client while the lifespan runs
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        async with httpx.AsyncClient(
+            transport=transport, timeout=settings.backend_timeout, trust_env=False
+        ) as client:
+            # One client serves every consumer: keep no backend cookies between calls.
+            client.cookies.jar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+            backend.append(client)
+            try:
+                yield
+            finally:
+                backend.clear()
+
+    app = FastAPI(title="NGSP mock", lifespan=lifespan, docs_url=None, redoc_url=None)
+
+    @app.post("/token")
+    async def token(request: Request) -> Response:
+        """OAuth2 client-credentials grant, client authenticated with HTTP Basic."""
+        credentials = _basic_credentials(request.headers.get("authorization"))
+        known = settings.consumers.get(credentials[0]) if credentials else None
+        if (
+            credentials is None
+            or known is None
+            or not secrets.compare_digest(known.encode(), credentials[1].encode())
+        ):
+            return _oauth_error(401, "invalid_client", "Client authentication failed.")
+        form = parse_qs((await request.body()).decode("utf-8", "replace"))
+        grant_type = form.get("grant_type", [""])[0]
+        if not grant_type:
+            return _oauth_error(400, "invalid_request", "Missing parameter: grant_type.")
+        if grant_type != "client_credentials":
+            return _oauth_error(
+                400, "unsupported_grant_type", f"Grant type {grant_type!r} is not supported."
+            )
+        body = {
+            "access_token": tokens.issue(credentials[0]),
+            "scope": SCOPE,
+            "token_type": "Bearer",
+            "expires_in": settings.expires_in,
+        }
+        return JSONResponse(body, headers={"Cache-Control": "no-store", "Pragma": "no-cache"})
+
+    @app.post("/__admin/tokens/expire")
+    async def expire_tokens() -> dict[str, int]:
+        """Expire every token now: the next call with any of them gets 401."""
+        return {"expired": tokens.expire_all()}
+
+    @app.get("/__admin/stats")
+    async def get_stats() -> dict[str, Any]:
+        return {
+            "tokens_issued": tokens.issued,
+            "requests": dict(stats.requests),
+            "throttled": stats.throttled,
+        }
+
+    @app.api_route("/{api}/{version}/{rest:path}", methods=METHODS, include_in_schema=False)
+    async def proxy(request: Request, api: str, version: str, rest: str) -> Response:
+        """A published national API: resource match, token, throttle, then the backend."""
+        base_url = settings.backends.get(api)
+        if base_url is None:
+            return _fault(
+                404,
+                404,
+                "No matching resource found for given API Request",
+                f"No API is published under /{api}/{version}.",
+            )
+        consumer = tokens.owner(_bearer_token(request.headers.get("authorization")) or "")
+        if consumer is None:
+            return _fault(
+                401,
+                900901,
+                "Invalid Credentials",
+                "Missing, unknown or expired access token. Get a new one from /token.",
+                {"WWW-Authenticate": 'Bearer realm="ngsp", error="invalid_token"'},
+            )
+        stats.requests[consumer] += 1
+        retry_after = throttle.admit(consumer)
+        if retry_after is not None:
+            stats.throttled += 1
+            return _fault(
+                429,
+                900802,
+                "Message throttled out",
+                "You have exceeded your quota for this minute.",
+                {"Retry-After": str(retry_after)},
+            )
+        if not backend:
+            raise RuntimeError("the NGSP mock's lifespan is not running: no backend client")
+        url = f"{base_url.rstrip('/')}/{rest}"
+        query = request.scope["query_string"].decode("latin-1")
+        headers = [
+            (name, value)
+            for name, value in request.headers.raw
+            if name.decode("latin-1").lower() not in NOT_FORWARDED
+        ]
+        try:
+            reply = await backend[0].request(
+                request.method,
+                f"{url}?{query}" if query else url,
+                content=await request.body(),
+                headers=headers,
+            )
+        except httpx.TimeoutException as exc:
+            _log.warning("ngsp backend timeout: api=%s error=%s", api, type(exc).__name__)
+            return _fault(504, 101504, "Connection timed out", f"The {api} back end timed out.")
+        except httpx.RequestError as exc:
+            _log.warning("ngsp backend unreachable: api=%s error=%s", api, type(exc).__name__)
+            return _fault(
+                503,
+                101503,
+                "Error connecting to the back end",
+                f"The {api} back end could not be reached.",
+            )
+        passed = {name: reply.headers[name] for name in PASSED_BACK if name in reply.headers}
+        return Response(reply.content, status_code=reply.status_code, headers=passed)
+
+    # Last, so the fault middleware is the outermost one.
+    install_faults(app)
+    return app
