@@ -16,7 +16,6 @@ from schemas.citizen import (
     normalise_text,
 )
 
-
 #: "001203004567" in full-width digits, which str.isdigit() accepts.
 FULL_WIDTH = "".join(chr(0xFF10 + int(d)) for d in "001203004567")
 
