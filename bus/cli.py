@@ -34,7 +34,9 @@ app = typer.Typer(
 services_app = typer.Typer(help="Inspect the configured services.", no_args_is_help=True)
 adapters_app = typer.Typer(help="Inspect the installed adapters.", no_args_is_help=True)
 config_app = typer.Typer(help="Work with bus.yaml.", no_args_is_help=True)
+mocks_app = typer.Typer(help="Run the national platform mocks.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
+app.add_typer(mocks_app, name="mocks")
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(config_app, name="config")
 
@@ -164,6 +166,32 @@ def config_check(
         highlight=False,
         soft_wrap=True,
     )
+
+
+@mocks_app.command("serve")
+def mocks_serve(
+    host: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
+    port: Annotated[
+        int, typer.Option(help="NGSP's port; the population mock takes the next")
+    ] = 9100,
+) -> None:
+    """Run NGSP and the population database mock, each on its own port, until Ctrl-C."""
+    from mocks.stack import DEMO_CONSUMER_KEY, DEMO_CONSUMER_SECRET, MockStack
+
+    stack = MockStack(host=host, base_port=port).start()
+    for name, url in stack.urls.items():
+        out.print(f"{name:<11} {url}", highlight=False)
+    out.print(
+        "NGSP consumer for the bus: "
+        f"NGSP_CONSUMER_KEY={DEMO_CONSUMER_KEY} NGSP_CONSUMER_SECRET={DEMO_CONSUMER_SECRET}\n"
+        "fault injection: PUT /__admin/faults on any mock",
+        highlight=False,
+        soft_wrap=True,
+    )
+    try:
+        stack.wait()
+    except KeyboardInterrupt:
+        stack.stop()
 
 
 def main() -> None:

@@ -148,17 +148,17 @@ def _step(data: Any, part: str | int) -> tuple[bool, Any]:
     return False, data
 
 
-def _field_path(loc: tuple[str | int, ...], data: Any, missing: bool) -> str:
+def _field_path(loc: tuple[str | int, ...], data: Any, keep_last: bool) -> str:
     """The dotted path of ``loc`` in the caller's own data.
 
     Pydantic puts the members of a union (``int``, ``str``, a model's name) into error locations;
     a caller never wrote those, so parts that are not keys or indexes of the data are dropped,
-    except the last part of a ``missing`` error, which names the absent field.
+    except the last part when ``keep_last`` says it names a field absent from the data.
     """
     path: list[str | int] = []
     for i, part in enumerate(loc):
         found, data = _step(data, part)
-        if found or (missing and i == len(loc) - 1) or data is _UNPARSED:
+        if found or (keep_last and i == len(loc) - 1) or data is _UNPARSED:
             path.append(part)
     return dotted(tuple(path)) or "body"
 
@@ -182,7 +182,10 @@ def field_errors_from(
             data = _UNPARSED
     merged: dict[str, FieldError] = {}
     for err in errors:
-        field = _field_path(tuple(err["loc"]), data, err["type"] == "missing")
+        # A missing field, or a validator's own error on a field left at its default, names a
+        # field absent from the data: its last location part is kept.
+        names_field = err["type"] in ("missing", "value_error", "assertion_error")
+        field = _field_path(tuple(err["loc"]), data, names_field)
         seen = merged.get(field)
         if seen is None:
             merged[field] = FieldError(field=field, reason=err["msg"], type=err["type"])

@@ -85,3 +85,13 @@ def test_unknown_fields_are_refused() -> None:
 
 def test_normalise_text_leaves_non_strings() -> None:
     assert normalise_text(5) == 5
+
+
+def test_shipped_wsdl_is_the_platform_contract() -> None:
+    """The adapter's fallback WSDL is the same contract the population mock publishes."""
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    shipped = root / "adapters" / "population" / "wsdl" / "dancu.wsdl"
+    published = root / "mocks" / "population" / "wsdl" / "dancu.wsdl"
+    assert shipped.read_bytes() == published.read_bytes()

@@ -68,6 +68,7 @@ from fastapi import FastAPI, Request, Response
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field
 
+from mocks.faults import install_faults
 from mocks.population import operations, soap
 from mocks.population.seed import Registry, build_registry
 
@@ -146,6 +147,7 @@ def create_app(settings: PopulationSettings | None = None) -> FastAPI:
             "data_time": settings.data_time,
         }
 
+    install_faults(app)  # fault injection, off until rules are set
     return app
 
 

@@ -1,0 +1,376 @@
+"""The national population database (CSDLQG về dân cư), SOAP 1.1 through NGSP, with zeep.
+
+Operations offered to consumers (canonical models in ``schemas/citizen.py``):
+
+- ``citizen.lookup``    -> ``TraCuuThongTinCongDan``
+- ``citizen.verify``    -> ``XacThucThongTinCongDan`` (once with every fact; on a mismatch, once
+  per fact, concurrently, to say which fields differ: the database only answers true/false)
+- ``household.members`` -> ``CungCapThongTinHoGiaDinh``
+
+How it talks: the WSDL is loaded ONCE at start-up — from NGSP (``{base}{service_path}?wsdl``)
+or, when that is unreachable, from the copy shipped in this package — and parsed by zeep in a
+worker thread. Calls go through :class:`SharedClientTransport`, a zeep ``AsyncTransport`` on the
+bus's shared httpx client; the bearer token of the province's NGSP consumer is added by a zeep
+plugin, cached and refreshed by :class:`bus.upstream_auth.TokenProvider`, and a 401 is retried
+once with a fresh token. Another plugin captures the SHA-256 digests and sizes of the raw SOAP
+request and reply of each call, for the exchange record.
+
+Errors: a SOAP Fault is ``upstream.fault`` carrying the fault code and the database's error code
+(MaLoi); 429/502/503/504 are ``upstream.unavailable`` (``Retry-After`` kept); a reply zeep cannot
+read is ``upstream.bad_response``. An empty ``CongdanCollection`` is a normal answer
+(``found: false``), not an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import hashlib
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import httpx
+import zeep
+import zeep.exceptions
+import zeep.plugins
+import zeep.proxy
+import zeep.transports
+from lxml import etree
+from pydantic import BaseModel, ConfigDict, Field
+
+from adapters.base import (
+    Adapter,
+    BusError,
+    Context,
+    Resources,
+    TokenProvider,
+    UpstreamBadResponse,
+    UpstreamFault,
+    UpstreamRejected,
+    operation,
+    raise_for_upstream_status,
+)
+from adapters.population.mapping import (
+    citizen_from_wire,
+    fact_fields,
+    relation_from_wire,
+    request_fields,
+)
+from schemas.citizen import (
+    CitizenLookup,
+    CitizenLookupResult,
+    CitizenVerification,
+    HouseholdMember,
+    HouseholdQuery,
+    HouseholdResult,
+    VerificationResult,
+)
+
+__all__ = ["PopulationAdapter", "PopulationOptions", "SharedClientTransport"]
+
+SHIPPED_WSDL = Path(__file__).parent / "wsdl" / "dancu.wsdl"
+REQUEST_NS = "http://dancuquocgia.bca"
+BINDING = f"{{{REQUEST_NS}}}DanCuSoapBinding"
+
+_bearer: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "lgsp_ngsp_bearer", default=None
+)
+_capture: contextvars.ContextVar[RawCapture | None] = contextvars.ContextVar(
+    "lgsp_soap_capture", default=None
+)
+
+
+class PopulationOptions(BaseModel):
+    """The ``options:`` of a population service in bus.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    token_path: str = Field(default="/token", description="NGSP token endpoint path.")
+    service_path: str = Field(
+        default="/dancu/1.0/soap", description="Path of the population SOAP service on NGSP."
+    )
+    wsdl_url: str | None = Field(
+        default=None, description="Where to load the WSDL; default: the service path + ?wsdl."
+    )
+    agency_code: str = Field(default="", description="MaDonVi sent with every request.")
+    integration_code: str = Field(default="", description="MaTichHop sent with every request.")
+    account: str = Field(default="", description="TaiKhoan sent with every request.")
+    refresh_margin: float = Field(default=60.0, ge=0, description="Renew the token this early.")
+
+
+@dataclass(slots=True)
+class RawCapture:
+    """Digests of the raw SOAP exchange(s) of one call (several when verify fans out)."""
+
+    exchanges: list[dict[str, Any]] = field(default_factory=list)
+
+
+class _TokenRefused(Exception):
+    """NGSP answered 401 to a SOAP call: the token must be renewed and the call sent again."""
+
+
+class _BearerPlugin(zeep.plugins.Plugin):
+    """Adds the NGSP bearer token of the current call to the HTTP headers."""
+
+    def egress(
+        self, envelope: Any, http_headers: dict[str, str], operation: Any, binding_options: Any
+    ) -> tuple[Any, dict[str, str]]:
+        token = _bearer.get()
+        if token is not None:
+            http_headers["Authorization"] = f"Bearer {token}"
+        return envelope, http_headers
+
+
+class _CapturePlugin(zeep.plugins.Plugin):
+    """Records the SHA-256 and size of each raw SOAP request and reply (never the content)."""
+
+    def egress(
+        self, envelope: Any, http_headers: dict[str, str], operation: Any, binding_options: Any
+    ) -> tuple[Any, dict[str, str]]:
+        capture = _capture.get()
+        if capture is not None:
+            raw = etree.tostring(envelope)
+            capture.exchanges.append(
+                {
+                    "operation": operation.name,
+                    "request_sha256": hashlib.sha256(raw).hexdigest(),
+                    "request_bytes": len(raw),
+                }
+            )
+        return envelope, http_headers
+
+    def ingress(self, envelope: Any, http_headers: Any, operation: Any) -> tuple[Any, Any]:
+        capture = _capture.get()
+        if capture is not None and capture.exchanges:
+            raw = etree.tostring(envelope)
+            capture.exchanges[-1]["reply_sha256"] = hashlib.sha256(raw).hexdigest()
+            capture.exchanges[-1]["reply_bytes"] = len(raw)
+        return envelope, http_headers
+
+
+class SharedClientTransport(zeep.transports.AsyncTransport):
+    """zeep's async transport on the bus's shared httpx client.
+
+    zeep's own ``AsyncTransport.__init__`` would create clients and overwrite the given client's
+    headers, so it is not called. Documents (the WSDL) are served from memory: they were fetched
+    once at start-up. HTTP statuses that are not SOAP answers become catalogue errors here,
+    where the headers (``Retry-After``) are still at hand.
+    """
+
+    def __init__(
+        self, http: httpx.AsyncClient, documents: Mapping[str, bytes], timeout: httpx.Timeout
+    ) -> None:
+        self.client = http
+        self.cache = None
+        self.load_timeout = timeout.read
+        self.operation_timeout = timeout.read
+        self.logger = logging.getLogger("zeep.transports")
+        self._close_session = False
+        self._documents = dict(documents)
+        self._timeout = timeout
+
+    def load(self, url: str) -> bytes:
+        try:
+            return self._documents[url]
+        except KeyError:
+            raise zeep.exceptions.TransportError(f"document not preloaded: {url}") from None
+
+    async def aclose(self) -> None:
+        """The shared client belongs to the bus, which closes it."""
+
+    async def post(self, address: str, message: bytes, headers: dict[str, str]) -> httpx.Response:
+        response = await self.client.post(
+            address, content=message, headers=headers, timeout=self._timeout
+        )
+        if response.status_code == 401:
+            raise _TokenRefused
+        if response.status_code in (429, 502, 503, 504):
+            raise_for_upstream_status(response)
+        return response
+
+
+def _fault_error(exc: zeep.exceptions.Fault) -> UpstreamFault:
+    code = str(exc.code or "")
+    error_code = None
+    if exc.detail is not None:
+        node = exc.detail.find(".//{*}MaLoi")
+        error_code = node.text if node is not None else None
+    who = "the request" if code.endswith("Client") else "the database"
+    return UpstreamFault(
+        f"the population database answered with a SOAP fault ({code or 'no code'}"
+        f"{', ' + error_code if error_code else ''}): {who} was refused",
+        detail={"fault_code": code, "error_code": error_code},
+    )
+
+
+class PopulationAdapter(Adapter):
+    description = "National population database (CSDLQG về dân cư), SOAP through NGSP"
+    Options = PopulationOptions
+
+    options: PopulationOptions
+
+    async def start(self, resources: Resources) -> None:
+        upstream = resources.upstream
+        assert upstream is not None  # requires_upstream is True
+        creds = resources.credentials
+        self._log = resources.log
+        self.tokens = TokenProvider(
+            resources.http,
+            upstream.base_url + self.options.token_path,
+            creds["consumer_key"],
+            creds["consumer_secret"],
+            resources.clock,
+            refresh_margin=self.options.refresh_margin,
+            timeout=upstream.timeout,
+        )
+        self.address = upstream.base_url + self.options.service_path
+        wsdl_url = self.options.wsdl_url or self.address + "?wsdl"
+        document = await self._fetch_wsdl(resources.http, wsdl_url)
+        transport = SharedClientTransport(
+            resources.http, {wsdl_url: document}, upstream.http_timeout
+        )
+        settings = zeep.Settings(forbid_dtd=True, forbid_entities=True, forbid_external=True)
+
+        def build() -> Any:
+            client = zeep.AsyncClient(
+                wsdl_url,
+                transport=transport,
+                settings=settings,
+                plugins=[_BearerPlugin(), _CapturePlugin()],
+            )
+            binding = client.wsdl.bindings[BINDING]
+            # AsyncClient.create_service() returns a synchronous proxy in zeep 4.3 (its issues
+            # #1168, #1288); the async proxy must be built directly.
+            return zeep.proxy.AsyncServiceProxy(client, binding, address=self.address)
+
+        self.service = await asyncio.to_thread(build)  # WSDL parsing is CPU work: off the loop
+
+    async def _fetch_wsdl(self, http: httpx.AsyncClient, url: str) -> bytes:
+        """The live WSDL from NGSP, or the shipped copy if NGSP cannot give it now."""
+        try:
+            response = await self.tokens.call(
+                lambda token: http.get(url, headers={"Authorization": f"Bearer {token}"})
+            )
+            response.raise_for_status()
+            etree.fromstring(response.content, etree.XMLParser(resolve_entities=False))
+        except (httpx.HTTPError, BusError, etree.XMLSyntaxError) as exc:  # use the shipped copy
+            self._log.warning(
+                "WSDL not loaded from the platform; using the shipped copy",
+                url=url,
+                error=type(exc).__name__,
+            )
+            return SHIPPED_WSDL.read_bytes()
+        return response.content
+
+    async def _call(self, name: str, fields: dict[str, Any]) -> Any:
+        """One SOAP operation with the NGSP token, retried once with a fresh token on a 401."""
+        method = getattr(self.service, name)
+        for attempt in (1, 2):
+            token = await self.tokens.token()
+            _bearer.set(token)
+            try:
+                return await method(**fields)
+            except _TokenRefused:
+                self.tokens.invalidate(token)
+                if attempt == 2:
+                    raise UpstreamRejected(
+                        "NGSP refused a freshly issued token for the population service"
+                    ) from None
+            except zeep.exceptions.Fault as exc:
+                raise _fault_error(exc) from exc
+            except (zeep.exceptions.TransportError, zeep.exceptions.XMLSyntaxError) as exc:
+                raise UpstreamBadResponse(
+                    f"the population database's reply to {name} could not be read"
+                ) from exc
+            except (zeep.exceptions.ValidationError, zeep.exceptions.XMLParseError) as exc:
+                raise UpstreamBadResponse(
+                    f"the population database's reply to {name} does not match its WSDL"
+                ) from exc
+        raise AssertionError("unreachable")
+
+    def _common(self, ctx: Context) -> dict[str, Any]:
+        return {
+            "MaYeuCau": ctx.request_id,
+            "MaDonVi": self.options.agency_code or None,
+            "MaTichHop": self.options.integration_code or None,
+            "TaiKhoan": self.options.account or None,
+        }
+
+    async def _traced(self, ctx: Context, name: str, fields: dict[str, Any]) -> Any:
+        capture = RawCapture()
+        _capture.set(capture)
+        try:
+            return await self._call(name, fields)
+        finally:
+            for exchange in capture.exchanges:
+                ctx.log.debug("soap exchange", **exchange)
+
+    @operation("citizen.lookup", input=CitizenLookup, output=CitizenLookupResult)
+    async def lookup(self, query: CitizenLookup, ctx: Context) -> CitizenLookupResult:
+        """Look a citizen up by personal id (optionally confirmed by name and birth date)."""
+        fields = {**self._common(ctx), **request_fields(query), "MaDVC": query.service_code}
+        reply = await self._traced(ctx, "TraCuuThongTinCongDan", fields)
+        collection = _collection(reply)
+        people = list(getattr(collection, "CongDan", None) or [])
+        if not people:
+            return CitizenLookupResult(
+                found=False,
+                data_as_of=getattr(collection, "ThoiDiemDuLieu", None),
+                note=getattr(collection, "GhiChu", None) or "no citizen matches",
+            )
+        return CitizenLookupResult(
+            found=True,
+            citizen=citizen_from_wire(people[0]),
+            data_as_of=getattr(collection, "ThoiDiemDuLieu", None),
+            note=getattr(collection, "GhiChu", None),
+        )
+
+    @operation("citizen.verify", input=CitizenVerification, output=VerificationResult)
+    async def verify(self, facts: CitizenVerification, ctx: Context) -> VerificationResult:
+        """Check given facts against the database: match, or which fields differ."""
+        base = {**self._common(ctx), "SoDinhDanh": facts.personal_id}
+        per_fact = fact_fields(facts)
+        every = {**base, **{k: v for wire in per_fact.values() for k, v in wire.items()}}
+        if await self._exists(ctx, every):
+            return VerificationResult(match=True)
+        if not per_fact:  # only the id was given, and it is unknown
+            return VerificationResult(match=False, mismatched_fields=["personal_id"])
+        # The database says only true/false: ask once per fact, concurrently, to name the culprits.
+        names = list(per_fact)
+        answers = await asyncio.gather(
+            *(self._exists(ctx, {**base, **per_fact[name]}) for name in names)
+        )
+        wrong = [name for name, ok in zip(names, answers, strict=True) if not ok]
+        return VerificationResult(match=False, mismatched_fields=wrong or ["personal_id"])
+
+    async def _exists(self, ctx: Context, fields: dict[str, Any]) -> bool:
+        reply = await self._traced(ctx, "XacThucThongTinCongDan", fields)
+        return bool(getattr(reply, "TonTai", reply))
+
+    @operation("household.members", input=HouseholdQuery, output=HouseholdResult)
+    async def household(self, query: HouseholdQuery, ctx: Context) -> HouseholdResult:
+        """Every member of the household of a citizen, head first, with relations."""
+        fields = {**self._common(ctx), "SoDinhDanh": query.personal_id}
+        reply = await self._traced(ctx, "CungCapThongTinHoGiaDinh", fields)
+        people = list(getattr(_collection(reply), "CongDan", None) or [])
+        if not people:
+            return HouseholdResult(found=False)
+        members = [
+            HouseholdMember(relation=relation_from_wire(p), citizen=citizen_from_wire(p))
+            for p in people
+        ]
+        head = next((m.citizen for m in members if m.relation == "head"), None)
+        return HouseholdResult(
+            found=True,
+            household_book=members[0].citizen.household_book,
+            head=head,
+            members=members,
+        )
+
+
+def _collection(reply: Any) -> Any:
+    """The CongdanCollection of a reply, whether zeep unwrapped the response element or not."""
+    return getattr(reply, "CongdanCollection", reply)
