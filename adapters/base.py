@@ -110,6 +110,9 @@ class Context:
     operation: str
     consumer: Consumer
     resources: Resources
+    #: Digests of raw upstream exchanges (e.g. SOAP envelopes), for the exchange record. An
+    #: adapter appends one mapping per upstream message pair; never the content itself.
+    upstream_exchanges: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def http(self) -> httpx.AsyncClient:

@@ -75,6 +75,7 @@ class Call:
     consumer: Consumer = ANONYMOUS
     outcome: Outcome = field(default_factory=Outcome)
     request_bytes: int = 0
+    upstream_exchanges: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +225,7 @@ async def dispatch(gw: Gateway, target: Target, payload: BaseModel, call: Call) 
         operation=target.spec.name,
         consumer=call.consumer,
         resources=svc.resources,
+        upstream_exchanges=call.upstream_exchanges,
     )
     handler = target.spec.bind(svc.adapter)
 
@@ -271,6 +273,7 @@ async def record(gw: Gateway, call: Call, status: int, error: BusError | None, s
             attempts=call.outcome.attempts,
             request_bytes=call.request_bytes,
             reply_bytes=size,
+            upstream_exchanges=tuple(call.upstream_exchanges),
         )
     )
 

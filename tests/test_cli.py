@@ -125,3 +125,37 @@ def test_bad_setting_variable_is_named(write_config: Callable[[str], Path]) -> N
     assert result.exit_code == 2
     assert "LGSP_PORT" in result.output
     assert "Traceback" not in result.output
+
+
+@pytest.mark.live
+def test_mocks_serve_runs_ngsp_in_front_of_population() -> None:
+    """`lgsp mocks serve` starts both mocks; NGSP issues the demo token and forwards to the
+    population database's WSDL."""
+    lgsp = Path(sys.executable).with_name("lgsp")
+    proc = subprocess.Popen(
+        [str(lgsp), "mocks", "serve", "--port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert proc.stdout is not None
+        urls = dict(proc.stdout.readline().split() for _ in range(2))
+        token = httpx.post(
+            f"{urls['ngsp']}/token",
+            data={"grant_type": "client_credentials"},
+            auth=("lgsp-demo-key", "lgsp-demo-secret"),
+            timeout=5,
+        ).json()["access_token"]
+        wsdl = httpx.get(
+            f"{urls['ngsp']}/dancu/1.0/soap?wsdl",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=5,
+        )
+        assert wsdl.status_code == 200
+        assert b"TraCuuThongTinCongDan" in wsdl.content
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+        if proc.stdout is not None:
+            proc.stdout.close()

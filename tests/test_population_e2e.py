@@ -288,3 +288,27 @@ async def test_soap_fault_is_upstream_fault_with_its_codes(
     assert body["error"]["code"] == "upstream.fault"
     assert "soap:Client" in body["error"]["message"]
     assert "DC-400-DATE" in body["error"]["message"]
+
+
+async def test_raw_soap_exchange_is_captured_for_the_record(
+    make_bus: Callable[..., Any], registry: Registry
+) -> None:
+    """The exchange record carries the SHA-256 and size of each raw SOAP request and reply, and
+    no personal data: a lookup is one pair; a failed verify of two facts is 1 + 2 pairs."""
+    person = next(c for c in registry.citizens if c.birth_date_known)
+    recorder = MemoryRecorder()
+    async with running(make_bus(recorder=recorder)) as client:
+        await call(client, "citizen.lookup", {"personal_id": person.id})
+        await call(
+            client,
+            "citizen.verify",
+            {"personal_id": person.id, "full_name": "Sai Tên", "birth_date": birth_date_of(person)},
+        )
+    lookup, verify = recorder.exchanges
+    [soap] = lookup.upstream_exchanges
+    assert soap["operation"] == "TraCuuThongTinCongDan"
+    assert len(soap["request_sha256"]) == 64
+    assert len(soap["reply_sha256"]) == 64
+    assert soap["reply_bytes"] > soap["request_bytes"] > 0
+    assert len(verify.upstream_exchanges) == 3
+    assert person.id not in repr(lookup)

@@ -300,13 +300,13 @@ class PopulationAdapter(Adapter):
         }
 
     async def _traced(self, ctx: Context, name: str, fields: dict[str, Any]) -> Any:
+        """``_call``, with the digests of its raw SOAP messages added to the exchange record."""
         capture = RawCapture()
         _capture.set(capture)
         try:
             return await self._call(name, fields)
         finally:
-            for exchange in capture.exchanges:
-                ctx.log.debug("soap exchange", **exchange)
+            ctx.upstream_exchanges.extend(capture.exchanges)
 
     @operation("citizen.lookup", input=CitizenLookup, output=CitizenLookupResult)
     async def lookup(self, query: CitizenLookup, ctx: Context) -> CitizenLookupResult:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 
@@ -33,6 +33,8 @@ class Exchange:
     attempts: int
     request_bytes: int
     reply_bytes: int
+    #: Digests and sizes of the raw upstream messages (e.g. SOAP envelopes), never their content.
+    upstream_exchanges: tuple[dict[str, Any], ...] = ()
 
 
 _FIELDS = tuple(f.name for f in fields(Exchange))
