@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from typing import Any, ClassVar
 
 import httpx
@@ -70,6 +71,19 @@ class SpyAdapter(Adapter):
         """Remember the context."""
         type(self).contexts.append(ctx)
         return Nothing()
+
+
+class StepClock:
+    """A clock that moves only when a test sets ``t``."""
+
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.t, UTC)
+
+    def monotonic(self) -> float:
+        return self.t
 
 
 @asynccontextmanager

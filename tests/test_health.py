@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -12,23 +11,10 @@ import respx
 from bus import create_app
 from bus.registry import AdapterRegistry
 from bus.settings import Settings
-from tests.support import running
+from tests.support import StepClock, running
 from tests.test_plugin_entry_point import ENV, PARCELS_YAML
 
 pytestmark = pytest.mark.anyio
-
-
-class StepClock:
-    """A clock that moves only when told."""
-
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
-
-    def monotonic(self) -> float:
-        return self.t
 
 
 async def test_healthz(settings_for: Callable[..., Settings]) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
 
 import httpx
 import pytest
@@ -13,22 +12,12 @@ import respx
 
 from bus.errors import UpstreamRejected, UpstreamUnavailable
 from bus.upstream_auth import TokenProvider
+from tests.support import StepClock
 
 pytestmark = pytest.mark.anyio
 
 TOKEN_URL = "https://ngsp.example.test/token"
 API_URL = "https://ngsp.example.test/dancu/1.0/soap"
-
-
-class StepClock:
-    def __init__(self) -> None:
-        self.t = 100.0
-
-    def now(self) -> datetime:
-        return datetime.fromtimestamp(self.t, UTC)
-
-    def monotonic(self) -> float:
-        return self.t
 
 
 def token_reply(value: str, expires_in: int = 3600) -> httpx.Response:
