@@ -99,6 +99,9 @@ class Resources:
     credentials: Credentials
     clock: Clock
     log: structlog.typing.FilteringBoundLogger
+    #: Keyed digest (HMAC-SHA256, hex) of raw upstream bytes for the exchange record. Keyed,
+    #: because a plain hash of a request whose only unknown is a personal id can be reversed.
+    digest: Callable[[bytes], str]
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,9 +9,13 @@ every problem with its line; nothing is started until the configuration is whole
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
 import os
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from http.cookiejar import DefaultCookiePolicy
 
 import httpx
 from pydantic import ValidationError
@@ -74,6 +78,20 @@ class Gateway:
     transport: httpx.AsyncBaseTransport | None = None
     http: httpx.AsyncClient | None = None
 
+    def __post_init__(self) -> None:
+        key = self.settings.digest_key
+        if key is None:
+            get_logger().warning(
+                "LGSP_DIGEST_KEY is not set: upstream message digests use a per-process key"
+            )
+        self._digest_key = (
+            key.get_secret_value().encode() if key is not None else secrets.token_bytes(32)
+        )
+
+    def digest(self, data: bytes) -> str:
+        """HMAC-SHA256 (hex) of ``data`` under the bus's digest key."""
+        return hmac.new(self._digest_key, data, hashlib.sha256).hexdigest()
+
     async def start(self) -> None:
         """Open the shared HTTP client and start every adapter (WSDLs are loaded here, once)."""
         self.http = make_http_client(self.settings, self.transport)
@@ -85,6 +103,7 @@ class Gateway:
                 credentials=svc.credentials,
                 clock=self.clock,
                 log=get_logger(service=svc.name, adapter=svc.entry.name),
+                digest=self.digest,
             )
             await svc.adapter.start(svc.resources)
 
@@ -112,7 +131,11 @@ def make_http_client(
             transport = BusAiohttpTransport(limits=limits)
         else:
             transport = httpx.AsyncHTTPTransport(limits=limits)
-    return httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+    client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+    # One client serves every consumer: an upstream's cookies must never ride along on the
+    # next consumer's call. (The aiohttp transport keeps no cookies either: DummyCookieJar.)
+    client.cookies.jar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
+    return client
 
 
 def build_gateway(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 __all__ = ["Settings"]
@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     http_transport: Literal["aiohttp", "httpx"] = Field(
         default="aiohttp",
         description="Transport of the shared httpx client; see bench/http_transports.py.",
+    )
+    digest_key: SecretStr | None = Field(
+        default=None,
+        description="Key of the HMAC digests of raw upstream messages in exchange records; "
+        "random per process when unset (digests then cannot be re-checked after a restart).",
     )
     http_max_connections: int = Field(default=200, ge=1)
     http_keepalive_seconds: float = Field(default=30.0, gt=0)

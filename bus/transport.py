@@ -30,6 +30,16 @@ def _mapped(exc: BaseException, request: httpx.Request) -> httpx.TransportError 
 
 
 class BusAiohttpTransport(AiohttpTransport):
+    def get_client(self) -> aiohttp.ClientSession:
+        """The aiohttp session behind the transport: the pool limits httpx was given, and no
+        cookie jar, because one client serves every consumer."""
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,  # 0: aiohttp's "no limit"
+            keepalive_timeout=self.limits.keepalive_expiry or 15.0,
+            ssl=self.ssl_context,
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         try:
             return await super().handle_async_request(request)

@@ -5,7 +5,8 @@ for a token once, shares it between every call, refreshes it shortly before it e
 asks for a token per call. :class:`TokenProvider` does exactly that:
 
 - the token is cached until ``expires_in`` minus a refresh margin;
-- concurrent callers that find no valid token share ONE refresh (single flight);
+- concurrent callers that find no valid token share ONE refresh (single flight), and its error;
+- after a refusal with ``Retry-After`` the platform is not asked again before that time;
 - :meth:`TokenProvider.call` retries a request once with a fresh token when the upstream answers
   401 (the token was revoked or expired early), and only once.
 
@@ -17,6 +18,7 @@ are ``upstream.unavailable`` with ``Retry-After`` kept.
 from __future__ import annotations
 
 import asyncio
+import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -24,10 +26,13 @@ import httpx
 import structlog
 
 from bus.clock import Clock
-from bus.errors import UpstreamBadResponse, UpstreamRejected
+from bus.errors import BusError, UpstreamBadResponse, UpstreamRejected, UpstreamUnavailable
 from bus.upstream import raise_for_upstream_status, translate_http_error
 
-__all__ = ["AccessToken", "TokenProvider"]
+__all__ = ["MAX_LIFETIME", "AccessToken", "TokenProvider"]
+
+#: A token is never kept longer than this, whatever ``expires_in`` says (seconds).
+MAX_LIFETIME = 86_400.0
 
 log = structlog.get_logger("lgsp.upstream_auth")
 
@@ -39,6 +44,12 @@ class AccessToken:
 
     def __repr__(self) -> str:  # never show the token itself
         return f"AccessToken(expires_at={self.expires_at:.0f})"
+
+
+def _consume_outcome(future: asyncio.Future[AccessToken]) -> None:
+    """Mark a refresh's error as seen even if every waiter gave up (no asyncio warning)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class TokenProvider:
@@ -62,24 +73,46 @@ class TokenProvider:
         self._margin = refresh_margin
         self._timeout = timeout
         self._token: AccessToken | None = None
-        self._lock = asyncio.Lock()
+        self._refresh: asyncio.Future[AccessToken] | None = None
+        self._blocked: tuple[float, BusError] | None = None
         self.requests = 0  # tokens asked for since start, for tests and metrics
 
-    def _valid(self, token: AccessToken | None) -> bool:
-        return token is not None and self._clock.monotonic() < token.expires_at
+    def _valid(self, token: AccessToken) -> bool:
+        return self._clock.monotonic() < token.expires_at
 
     async def token(self) -> str:
-        """A token valid for at least the refresh margin, fetching one if needed."""
+        """A token valid for at least the refresh margin, fetching one if needed.
+
+        Single flight: concurrent callers share one refresh task and all get its result or its
+        error; a caller giving up (its deadline) does not cancel the refresh for the others.
+        After a refusal that carries ``Retry-After``, callers fail at once until it has passed.
+        """
         current = self._token
-        if self._valid(current):
-            assert current is not None
+        if current is not None and self._valid(current):
             return current.value
-        async with self._lock:  # single flight: the first caller refreshes, the others wait
-            current = self._token
-            if not self._valid(current):
-                current = self._token = await self._fetch()
-            assert current is not None
-            return current.value
+        now = self._clock.monotonic()
+        if self._blocked is not None and now < self._blocked[0]:
+            raise UpstreamUnavailable(
+                "the national platform asked the bus to wait before asking for a token again",
+                retry_after=self._blocked[0] - now,
+            )
+        if self._refresh is None:
+            self._refresh = asyncio.ensure_future(self._refresh_once())
+            self._refresh.add_done_callback(_consume_outcome)
+        token = await asyncio.shield(self._refresh)
+        return token.value
+
+    async def _refresh_once(self) -> AccessToken:
+        try:
+            self._token = await self._fetch()
+            self._blocked = None
+            return self._token
+        except BusError as exc:
+            if exc.retry_after:
+                self._blocked = (self._clock.monotonic() + exc.retry_after, exc)
+            raise
+        finally:
+            self._refresh = None
 
     def invalidate(self, value: str) -> None:
         """Forget ``value`` if it is still the cached token (a 401 showed it is no good)."""
@@ -117,12 +150,13 @@ class TokenProvider:
         raise_for_upstream_status(response)
         try:
             body = response.json()
-            value = str(body["access_token"])
+            value = body["access_token"]
             lifetime = float(body.get("expires_in", 3600))
-        except (ValueError, KeyError, TypeError) as exc:
-            raise UpstreamBadResponse("the token endpoint answered without a usable token") from exc
-        if not value or lifetime <= 0:
+        except (ValueError, KeyError, TypeError, AttributeError):
+            value, lifetime = None, 0.0
+        if not isinstance(value, str) or not value or not math.isfinite(lifetime) or lifetime <= 0:
             raise UpstreamBadResponse("the token endpoint answered without a usable token")
+        lifetime = min(lifetime, MAX_LIFETIME)
         # Refresh ahead of expiry; for short-lived tokens, at half their life.
         margin = min(self._margin, lifetime / 2)
         return AccessToken(value, started + lifetime - margin)

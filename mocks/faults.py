@@ -8,9 +8,12 @@ routes that change its rules while it runs::
                              400 with one line per problem if the body is not valid
     DELETE /__admin/faults   clear them
 
-Start-up rules come from the ``rules`` argument or, when it is ``None``, from the environment
-variable ``LGSP_MOCK_FAULTS`` (a JSON list of rules). No rules means no faults, and the
-middleware then costs one check per request. Paths under ``/__admin/`` are never faulted.
+Start-up rules come from the ``rules`` argument or, when it is ``None``, from the environment:
+the mock's own variable, when ``install_faults`` is given one (``env_var``; the NGSP mock reads
+``LGSP_MOCK_FAULTS_NGSP``, the population mock ``LGSP_MOCK_FAULTS_POPULATION``), then the shared
+``LGSP_MOCK_FAULTS``, each a JSON list of rules. The mock's own rules come first, so they win
+where both match a path. No rules means no faults, and the middleware then costs one check per
+request. Paths under ``/__admin/`` are never faulted.
 
 Each request is matched against the rules in order (``fnmatch`` globs on the path, ``*``
 crosses ``/``); the first matching rule applies, the others are ignored. The rule's
@@ -311,27 +314,39 @@ def _problems(exc: ValidationError) -> list[str]:
     return lines
 
 
-def rules_from_env(environ: Mapping[str, str] = os.environ) -> list[FaultRule]:
-    """The rules in ``LGSP_MOCK_FAULTS`` (a JSON list); none when it is unset or empty."""
-    raw = environ.get(ENV_VAR, "").strip()
+def rules_from_env(
+    environ: Mapping[str, str] = os.environ, *, name: str = ENV_VAR
+) -> list[FaultRule]:
+    """The rules in the variable ``name`` (``LGSP_MOCK_FAULTS`` by default; a JSON list); none
+    when it is unset or empty."""
+    raw = environ.get(name, "").strip()
     if not raw:
         return []
     try:
         return _RULES.validate_json(raw)
     except ValidationError as exc:
         raise ValueError(
-            f"{ENV_VAR} is not a valid list of fault rules: " + "; ".join(_problems(exc))
+            f"{name} is not a valid list of fault rules: " + "; ".join(_problems(exc))
         ) from exc
 
 
 def install_faults(
-    app: FastAPI, rules: list[FaultRule] | None = None, *, seed: int | None = None
+    app: FastAPI,
+    rules: list[FaultRule] | None = None,
+    *,
+    seed: int | None = None,
+    env_var: str | None = None,
 ) -> FaultInjector:
-    """Add fault injection, outermost, and its admin routes to ``app`` (before it starts);
-    the rules come from ``LGSP_MOCK_FAULTS`` when ``rules`` is ``None``."""
+    """Add fault injection, outermost, and its admin routes to ``app`` (before it starts).
+
+    When ``rules`` is ``None`` they come from the environment: those in ``env_var`` (a mock's
+    own variable, if given) first, then those in ``LGSP_MOCK_FAULTS``."""
     if app.middleware_stack is not None:
         raise RuntimeError("install_faults must be called before the app has started")
-    injector = FaultInjector(rules_from_env() if rules is None else rules, seed=seed)
+    if rules is None:
+        own = rules_from_env(name=env_var) if env_var and env_var != ENV_VAR else []
+        rules = own + rules_from_env()
+    injector = FaultInjector(rules, seed=seed)
     build_stack = app.build_middleware_stack
 
     def build_with_faults() -> ASGIApp:

@@ -5,32 +5,94 @@ on the next port, over real HTTP, as the real NGSP fronts the national services.
 bound before the apps are built, so every port (0 = any free one) is known in advance, and the
 servers run in a background thread with their own event loop: ``lgsp mocks serve`` and the
 end-to-end tests use the same :class:`MockStack`.
+
+Start-up settings come from ``MockStack(ngsp=..., population=...)``; for a mock whose settings
+are ``None`` these environment variables are read instead (unset or empty: the default), so a
+stack started by ``lgsp mocks serve`` or inside a bus process can be tuned without code:
+
+=====================================  =================================================
+``LGSP_MOCK_NGSP_EXPIRES_IN``          NGSP token lifetime in seconds (default 3600)
+``LGSP_MOCK_NGSP_THROTTLE_PER_MINUTE`` NGSP requests per consumer per minute (default 600)
+``LGSP_MOCK_SEED``                     the population mock's seed (default 2026)
+``LGSP_MOCK_FAULTS_NGSP``              NGSP's start-up fault rules (JSON, see ``mocks.faults``)
+``LGSP_MOCK_FAULTS_POPULATION``        the population mock's start-up fault rules
+``LGSP_MOCK_FAULTS``                   rules for every mock, after its own
+=====================================  =================================================
+
+A value that is not valid stops :meth:`MockStack.start` with a ``ValueError`` naming the
+variable. The fault variables are read by each mock's ``create_app``, the others here.
+
+The mocks write no access log: uvicorn's ``access_log=False`` is not enough in a process whose
+logging the bus configured, because ``bus.logging`` hands ``uvicorn.access`` to the root
+handler (``propagate = True``) and uvicorn decides to log per connection from
+``hasHandlers()``, so every mock request would be logged as the bus's own traffic. ``start``
+therefore disables the ``uvicorn.access`` logger (process-wide: a bus served by uvicorn in the
+same process loses its access lines too) and ``stop`` gives it back as it was.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import socket
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any, TypeVar
 
 import uvicorn
 from fastapi import FastAPI
+from pydantic import BaseModel, ValidationError
 
 from mocks.ngsp import NgspSettings
 from mocks.ngsp import create_app as create_ngsp
 from mocks.population import PopulationSettings
 from mocks.population import create_app as create_population
 
-__all__ = ["DEMO_CONSUMER_KEY", "DEMO_CONSUMER_SECRET", "MockStack"]
+__all__ = ["DEMO_CONSUMER_KEY", "DEMO_CONSUMER_SECRET", "ENV_SETTINGS", "MockStack"]
 
 #: The NGSP consumer the mocks accept by default (the province's credentials in the demo).
 DEMO_CONSUMER_KEY = "lgsp-demo-key"
 DEMO_CONSUMER_SECRET = "lgsp-demo-secret"  # noqa: S105 - a mock's published demo credential
 
+_S = TypeVar("_S", bound=BaseModel)
+
+#: Environment variables read for a mock whose settings are not given: mock -> {variable: field}.
+ENV_SETTINGS: dict[str, dict[str, str]] = {
+    "ngsp": {
+        "LGSP_MOCK_NGSP_EXPIRES_IN": "expires_in",
+        "LGSP_MOCK_NGSP_THROTTLE_PER_MINUTE": "throttle_per_minute",
+    },
+    "population": {"LGSP_MOCK_SEED": "seed"},
+}
+
+
+def _from_env(model: type[_S], mock: str, environ: Mapping[str, str]) -> _S:
+    """``model``'s defaults, but for the fields that ``ENV_SETTINGS[mock]`` variables set."""
+    variables = ENV_SETTINGS[mock]
+    values: dict[str, Any] = {
+        name: environ[variable].strip()
+        for variable, name in variables.items()
+        if environ.get(variable, "").strip()
+    }
+    try:
+        return model.model_validate(values)
+    except ValidationError as exc:
+        named = {name: variable for variable, name in variables.items()}
+        problems = []
+        for error in exc.errors(include_url=False):
+            name = str(error["loc"][0]) if error["loc"] else ""
+            problems.append(f"{named.get(name, name)}: {error['msg']}")
+        raise ValueError(
+            "invalid mock settings in the environment: " + "; ".join(problems)
+        ) from exc
+
 
 @dataclass
 class MockStack:
+    """NGSP and the population mock on loopback; ``urls`` and ``apps`` once started."""
+
     host: str = "127.0.0.1"
     base_port: int = 0
     ngsp: NgspSettings | None = None
@@ -39,6 +101,7 @@ class MockStack:
     apps: dict[str, FastAPI] = field(default_factory=dict)
     _servers: list[uvicorn.Server] = field(default_factory=list)
     _thread: threading.Thread | None = None
+    _access_log_was_disabled: bool | None = field(default=None, init=False, repr=False)
 
     def _bind(self, port: int) -> socket.socket:
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -50,18 +113,31 @@ class MockStack:
 
     def start(self, timeout: float = 15.0) -> MockStack:
         """Bind, build and start every mock; return once all of them accept connections."""
+        ngsp = self.ngsp if self.ngsp is not None else _from_env(NgspSettings, "ngsp", os.environ)
+        population = self.population
+        if population is None:
+            population = _from_env(PopulationSettings, "population", os.environ)
         ngsp_sock = self._bind(self.base_port)
         pop_port = self.base_port + 1 if self.base_port else 0
         pop_sock = self._bind(pop_port)
         ports = {"ngsp": ngsp_sock.getsockname()[1], "population": pop_sock.getsockname()[1]}
         self.urls = {name: f"http://{self.host}:{port}" for name, port in ports.items()}
-        ngsp_settings = (self.ngsp or NgspSettings()).model_copy(
-            update={"backends": {"dancu": self.urls["population"]}}
-        )
-        self.apps = {
-            "ngsp": create_ngsp(ngsp_settings),
-            "population": create_population(self.population or PopulationSettings()),
-        }
+        try:  # create_app reads the fault rules in the environment, and may refuse them
+            self.apps = {
+                "ngsp": create_ngsp(
+                    ngsp.model_copy(update={"backends": {"dancu": self.urls["population"]}})
+                ),
+                "population": create_population(population),
+            }
+        except BaseException:
+            ngsp_sock.close()
+            pop_sock.close()
+            raise
+        # See the module docstring: the bus's logging would otherwise log every mock request.
+        access = logging.getLogger("uvicorn.access")
+        if self._access_log_was_disabled is None:
+            self._access_log_was_disabled = access.disabled
+        access.disabled = True
         sockets = {"ngsp": ngsp_sock, "population": pop_sock}
         self._servers = [
             uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
@@ -94,6 +170,9 @@ class MockStack:
         if self._thread is not None:
             self._thread.join(timeout=10)
             self._thread = None
+        if self._access_log_was_disabled is not None:
+            logging.getLogger("uvicorn.access").disabled = self._access_log_was_disabled
+            self._access_log_was_disabled = None
 
     def __enter__(self) -> MockStack:
         return self.start()

@@ -1,11 +1,13 @@
 """The NGSP mock as a consumer meets it: the client-credentials token endpoint, bearer checks
 with expiry on a stepped clock, per-consumer throttling, forwarding to the backends, and the
-gateway faults when a backend fails."""
+gateway faults when a backend fails, the X-Forwarded-* headers backends get, per-mock start-up
+fault rules, and the MockStack that runs the mocks together."""
 
 from __future__ import annotations
 
 import base64
 import functools
+import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -17,6 +19,8 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from mocks.ngsp import NgspSettings, create_app
+from mocks.population import PopulationSettings
+from mocks.stack import DEMO_CONSUMER_KEY, DEMO_CONSUMER_SECRET, MockStack
 from tests.support import running
 
 pytestmark = pytest.mark.anyio
@@ -437,3 +441,135 @@ async def test_fault_injection_is_installed() -> None:
         reply = await client.get("/dancu/1.0/x", headers=bearer(token))
     assert put.status_code == 200
     assert reply.status_code == 502
+
+
+async def test_backend_gets_forwarded_host_proto_and_prefix() -> None:
+    """The backend gets X-Forwarded-Host, -Proto and -Prefix (/{api}/{version}) naming the
+    gateway as the caller reached it, whatever the caller sent under those names."""
+    app = create_app(SETTINGS, clock=SteppedClock(), transport=httpx.ASGITransport(echo_backend()))
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(
+            transport=httpx.ASGITransport(app), base_url="https://ngsp.example.test:8243"
+        ) as client,
+    ):
+        token = await token_for(client)
+        reply = await client.get(
+            "/dancu/1.0/soap?wsdl",
+            headers={
+                **bearer(token),
+                "X-Forwarded-Host": "evil.test",
+                "X-Forwarded-Proto": "gopher",
+                "X-Forwarded-Prefix": "/elsewhere",
+            },
+        )
+    headers = reply.json()["headers"]
+    assert headers["x-forwarded-host"] == "ngsp.example.test:8243"
+    assert headers["x-forwarded-proto"] == "https"
+    assert headers["x-forwarded-prefix"] == "/dancu/1.0"
+    assert "evil.test" not in reply.text
+
+
+def _rules(path: str, status: int) -> str:
+    return json.dumps([{"path": path, "error_rate": 1, "error_statuses": [status]}])
+
+
+async def test_start_up_faults_of_this_mock_come_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LGSP_MOCK_FAULTS_NGSP rules apply ahead of the shared LGSP_MOCK_FAULTS ones, and the
+    population mock's own variable does not reach NGSP."""
+    monkeypatch.setenv("LGSP_MOCK_FAULTS_NGSP", _rules("/token", 429))
+    monkeypatch.setenv("LGSP_MOCK_FAULTS", _rules("/dancu/*", 503))
+    monkeypatch.setenv("LGSP_MOCK_FAULTS_POPULATION", _rules("*", 502))
+    async with ngsp() as client:
+        token = await client.post(
+            "/token", data={"grant_type": "client_credentials"}, auth=(KEY, SECRET)
+        )
+        api = await client.get("/dancu/1.0/x")
+        other = await client.get("/nosuch/1.0/x")
+        rules = (await client.get("/__admin/faults")).json()["rules"]
+    assert (token.status_code, api.status_code, other.status_code) == (429, 503, 404)
+    assert [r["path"] for r in rules] == ["/token", "/dancu/*"]
+
+
+# --- the mock stack -------------------------------------------------------------------------
+
+
+@pytest.mark.live
+def test_stack_reads_start_up_settings_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With no settings given, MockStack takes the token lifetime, the throttle tier and the
+    seed from LGSP_MOCK_NGSP_EXPIRES_IN, LGSP_MOCK_NGSP_THROTTLE_PER_MINUTE and LGSP_MOCK_SEED."""
+    monkeypatch.setenv("LGSP_MOCK_NGSP_EXPIRES_IN", "120")
+    monkeypatch.setenv("LGSP_MOCK_NGSP_THROTTLE_PER_MINUTE", "2")
+    monkeypatch.setenv("LGSP_MOCK_SEED", "7")
+    with MockStack() as stack:
+        ngsp_url = stack.urls["ngsp"]
+        token = httpx.post(
+            f"{ngsp_url}/token",
+            data={"grant_type": "client_credentials"},
+            auth=(DEMO_CONSUMER_KEY, DEMO_CONSUMER_SECRET),
+        ).json()
+        health = f"{ngsp_url}/dancu/1.0/health"
+        auth = bearer(token["access_token"])
+        statuses = [httpx.get(health, headers=auth).status_code for _ in range(3)]
+        seed = stack.apps["population"].state.settings.seed
+    assert token["expires_in"] == 120
+    assert statuses == [200, 200, 429]
+    assert seed == 7
+
+
+@pytest.mark.live
+def test_stack_settings_given_win_over_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Settings passed to MockStack are used as they are; the environment is not read."""
+    monkeypatch.setenv("LGSP_MOCK_SEED", "7")
+    monkeypatch.setenv("LGSP_MOCK_NGSP_EXPIRES_IN", "not a number")
+    with MockStack(
+        ngsp=NgspSettings(expires_in=60), population=PopulationSettings(seed=9, households=3)
+    ) as stack:
+        seed = stack.apps["population"].state.settings.seed
+    assert seed == 9
+
+
+@pytest.mark.parametrize(
+    ("variable", "value"),
+    [
+        ("LGSP_MOCK_NGSP_EXPIRES_IN", "soon"),
+        ("LGSP_MOCK_NGSP_THROTTLE_PER_MINUTE", "0"),
+        ("LGSP_MOCK_SEED", "1.5"),
+    ],
+)
+def test_stack_refuses_bad_settings_in_the_environment(
+    monkeypatch: pytest.MonkeyPatch, variable: str, value: str
+) -> None:
+    """A start-up setting in the environment that is not valid stops MockStack.start with a
+    ValueError naming the variable, before any socket is bound."""
+    monkeypatch.setenv(variable, value)
+    stack = MockStack()
+    with pytest.raises(ValueError, match=variable):
+        stack.start()
+    assert stack.urls == {}
+
+
+@pytest.mark.live
+def test_stack_keeps_uvicorn_access_quiet_in_a_bus_process(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Even with uvicorn.access propagating to the root handlers, as bus.logging sets it up, a
+    running MockStack logs no access line; stopping it gives the logger back as it was."""
+    access = logging.getLogger("uvicorn.access")
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    with MockStack(population=PopulationSettings(households=3)) as stack:
+        # What bus.logging.configure_logging does, after uvicorn.Config(access_log=False)
+        # turned propagation off; uvicorn then logs every connection that has handlers.
+        monkeypatch.setattr(access, "propagate", True)
+        quiet = httpx.get(f"{stack.urls['population']}/health")
+        assert access.disabled is True
+        access.disabled = False  # the check can see a line when one is written
+        loud = httpx.get(f"{stack.urls['population']}/health")
+        access.disabled = True
+    assert (quiet.status_code, loud.status_code) == (200, 200)
+    lines = [r.getMessage() for r in caplog.records if r.name == "uvicorn.access"]
+    assert len(lines) == 1
+    assert "/health" in lines[0]
+    assert access.disabled is False

@@ -1,14 +1,20 @@
 """The population mock is a faithful SOAP 1.1 service: seeded data, every operation over raw
-HTTP and through zeep, faults with stable codes, and no foothold for hostile XML."""
+HTTP and through zeep on the WSDL it serves (directly and through NGSP), faults with stable
+codes, and no foothold for hostile XML."""
 
 from __future__ import annotations
 
+import http.server
+import json
 import re
+import threading
 import time
 import unicodedata
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,9 +25,12 @@ import zeep.transports
 from fastapi import FastAPI
 from lxml import etree
 
+from mocks.ngsp import NgspSettings
+from mocks.ngsp import create_app as create_ngsp
 from mocks.population import PopulationSettings, create_app, soap
 from mocks.population.seed import QUAN_HE, Citizen, Registry, build_registry
 from mocks.population.soap import DC, DL, SOAP_ENV, WSDL_DIR
+from mocks.stack import DEMO_CONSUMER_KEY, DEMO_CONSUMER_SECRET, MockStack
 
 pytestmark = pytest.mark.anyio
 
@@ -91,10 +100,10 @@ def body_of(content: bytes) -> etree._Element:
 
 
 def collection(payload: etree._Element) -> etree._Element:
+    """The reply, which must be dl:CongdanCollection itself (soap:Body/CongdanCollection)."""
     RESPONSE_SCHEMA.assertValid(payload)
-    found = payload.find(f"{{{DL}}}CongdanCollection")
-    assert found is not None
-    return found
+    assert payload.tag == f"{{{DL}}}CongdanCollection"
+    return payload
 
 
 def ids_in(found: etree._Element) -> list[str]:
@@ -403,34 +412,108 @@ async def test_marital_status(client: httpx.AsyncClient, registry: Registry) -> 
         assert verdict((await call(client, "XacMinhTinhTrangHonNhan", fields))[1]) is (code == "2")
 
 
+# -- the shape of replies --------------------------------------------------------------------
+
+COLLECTION_OPERATIONS = (
+    "TraCuuThongTinCongDan",
+    "XacMinhThongTinChuHo",
+    "CungCapThongTinHoGiaDinh",
+)
+VERIFY_OPERATIONS = (
+    "XacThucThongTinCongDan",
+    "XacMinhThongTinNoiOHienTai",
+    "XacMinhTinhTrangHonNhan",
+)
+
+
+@pytest.mark.parametrize("operation", COLLECTION_OPERATIONS)
+async def test_collection_is_the_body_element(
+    client: httpx.AsyncClient, registry: Registry, operation: str
+) -> None:
+    """soap:Body holds dl:CongdanCollection itself, with no per-operation wrapper around it."""
+    reply = await client.post(
+        "/soap",
+        content=soap_request(operation, {"MaYeuCau": "1", "SoDinhDanh": registry.citizens[0].id}),
+    )
+    body = etree.fromstring(reply.content).find(f"{{{SOAP_ENV}}}Body")
+    assert body is not None
+    assert [child.tag for child in body] == [f"{{{DL}}}CongdanCollection"]
+
+
+def test_wsdl_outputs_name_the_reply_elements() -> None:
+    """The WSDL's output parts are dl:CongdanCollection for the three collection operations and
+    dl:KetQuaXacThucResponse for the three verifications, and no wrapper element is declared."""
+    wsdl = etree.parse(str(WSDL_DIR / "dancu.wsdl"))
+    ns = {"wsdl": "http://schemas.xmlsoap.org/wsdl/", "xsd": "http://www.w3.org/2001/XMLSchema"}
+    outputs = {
+        op.get("name"): str(op.find("wsdl:output", ns).get("message")).removeprefix("dc:")
+        for op in wsdl.iterfind("wsdl:portType/wsdl:operation", ns)
+    }
+    parts = {
+        m.get("name"): m.find("wsdl:part", ns).get("element")
+        for m in wsdl.iterfind("wsdl:message", ns)
+    }
+    assert {op: parts[message] for op, message in outputs.items()} == {
+        **dict.fromkeys(COLLECTION_OPERATIONS, "dl:CongdanCollection"),
+        **dict.fromkeys(VERIFY_OPERATIONS, "dl:KetQuaXacThucResponse"),
+    }
+    declared = {e.get("name") for e in wsdl.iterfind(".//xsd:schema/xsd:element", ns)}
+    assert not {f"{op}Response" for op in COLLECTION_OPERATIONS} & declared
+
+
 # -- zeep, a real SOAP client ------------------------------------------------------------------
 
 
 def _refuse(request: httpx.Request) -> httpx.Response:
-    raise AssertionError(f"zeep must load the WSDL from disk, not {request.url}")
+    raise AssertionError(f"zeep must load the WSDL the mock served, from disk, not {request.url}")
 
 
-@pytest.fixture
-async def zeep_service(app: FastAPI) -> AsyncIterator[zeep.proxy.AsyncServiceProxy]:
+async def served_wsdl(client: httpx.AsyncClient, url: str, tmp_path: Path) -> tuple[str, bytes]:
+    """GET ``url`` (a ``?wsdl``) through ``client``; a file zeep can load, and the bytes."""
+    reply = await client.get(url)
+    assert reply.status_code == 200, reply.text
+    assert reply.headers["content-type"].startswith("text/xml")
+    path = tmp_path / "served.wsdl"
+    path.write_bytes(reply.content)
+    return str(path), reply.content
+
+
+@asynccontextmanager
+async def zeep_proxy(
+    wsdl: str, http: httpx.AsyncClient
+) -> AsyncIterator[zeep.proxy.AsyncServiceProxy]:
+    """An async zeep proxy on ``wsdl`` that posts through ``http`` to the WSDL's soap:address."""
     with httpx.Client(transport=httpx.MockTransport(_refuse)) as wsdl_client:
-        transport = zeep.transports.AsyncTransport(
-            client=httpx.AsyncClient(transport=httpx.ASGITransport(app)),
-            wsdl_client=wsdl_client,
-        )
-        client = zeep.AsyncClient(wsdl=str(WSDL_DIR / "dancu.wsdl"), transport=transport)
+        transport = zeep.transports.AsyncTransport(client=http, wsdl_client=wsdl_client)
+        client = zeep.AsyncClient(wsdl=wsdl, transport=transport)
         try:
             # Not client.create_service(): on zeep 4.3 it returns a sync proxy even for an
             # AsyncClient (python-zeep issues #1168, #1288), so build the async proxy directly.
+            port = client.wsdl.services["DanCuService"].ports["DanCuPort"]
+            address = port.binding_options["address"]
             binding = client.wsdl.bindings[BINDING]
-            yield zeep.proxy.AsyncServiceProxy(client, binding, address=f"{BASE_URL}/soap")
+            yield zeep.proxy.AsyncServiceProxy(client, binding, address=address)
         finally:
             await transport.aclose()
+
+
+@pytest.fixture
+async def zeep_service(
+    app: FastAPI, client: httpx.AsyncClient, tmp_path: Path
+) -> AsyncIterator[zeep.proxy.AsyncServiceProxy]:
+    """zeep on the WSDL the mock serves at /soap?wsdl, posting to the address it names."""
+    wsdl, _ = await served_wsdl(client, "/soap?wsdl", tmp_path)
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app))
+    async with zeep_proxy(wsdl, http) as service:
+        assert service._binding_options["address"] == f"{BASE_URL}/soap"
+        yield service
 
 
 async def test_zeep_calls_every_operation(
     zeep_service: zeep.proxy.AsyncServiceProxy, registry: Registry
 ) -> None:
-    """zeep, loading only the shipped WSDL, calls all six operations and gets typed results."""
+    """zeep, loading only the WSDL the mock serves, calls all six operations and gets typed
+    results."""
     members = big_household(registry)
     person = members[1]
     common = {"MaYeuCau": "zeep-1", "MaDVC": "1.000001", "MaCanBo": "cb01", "MaDonVi": "000.00"}
@@ -439,10 +522,16 @@ async def test_zeep_calls_every_operation(
         **common, SoDinhDanh=person.id, HoVaTen=person.name.full, NgayThangNamSinh=birth(person)
     )
     assert isinstance(found.SoCongDan, int)
-    assert (found.SoCongDan, found.ThoiDiemDuLieu) == (1, "20261101000000")
+    assert (found.SoCongDan, found.GhiChu, found.ThoiDiemDuLieu) == (
+        1,
+        "Thành công",
+        "20261101000000",
+    )
     (citizen,) = found.CongDan
     assert (citizen.SoDinhDanh, citizen.HoVaTen.Ten) == (person.id, person.name.given)
+    assert citizen.NgayThangNamSinh.Nam == str(person.birth_date.year)
     assert citizen.ChuHo.SoDinhDanh == members[0].id
+    assert citizen.ChuHo.QuanHe == person.relation
     assert citizen.NoiOHienTai.MaPhuongXa == person.current.ward
 
     missing = await zeep_service.TraCuuThongTinCongDan(**common, SoDinhDanh="001099000000")
@@ -456,27 +545,37 @@ async def test_zeep_calls_every_operation(
     assert wrong is False
 
     head = await zeep_service.XacMinhThongTinChuHo(**common, SoDinhDanh=person.id)
-    assert [c.SoDinhDanh for c in head.CongDan] == [members[0].id]
+    assert head.SoCongDan == 1
+    assert [(c.SoDinhDanh, c.ChuHo.QuanHe) for c in head.CongDan] == [(members[0].id, "CH01")]
 
     household = await zeep_service.CungCapThongTinHoGiaDinh(**common, SoDinhDanh=person.id)
+    assert household.SoCongDan == len(members)
     assert [c.SoDinhDanh for c in household.CongDan] == [m.id for m in members]
 
     address = person.current
+    claim = {
+        "MaTinhThanh": address.province,
+        "MaQuanHuyen": address.district,
+        "MaPhuongXa": address.ward,
+    }
     lives_there = await zeep_service.XacMinhThongTinNoiOHienTai(
-        **common,
-        SoDinhDanh=person.id,
-        NoiOHienTai={
-            "MaTinhThanh": address.province,
-            "MaQuanHuyen": address.district,
-            "MaPhuongXa": address.ward,
-        },
+        **common, SoDinhDanh=person.id, NoiOHienTai=claim
     )
     assert lives_there is True
+    elsewhere = await zeep_service.XacMinhThongTinNoiOHienTai(
+        **common, SoDinhDanh=person.id, NoiOHienTai={**claim, "MaPhuongXa": "99999"}
+    )
+    assert elsewhere is False
 
     married = await zeep_service.XacMinhTinhTrangHonNhan(
         **common, SoDinhDanh=person.id, TinhTrangHonNhan=person.marital_status
     )
     assert married is True
+    other = "1" if person.marital_status != "1" else "2"
+    not_married = await zeep_service.XacMinhTinhTrangHonNhan(
+        **common, SoDinhDanh=person.id, TinhTrangHonNhan=other
+    )
+    assert not_married is False
 
 
 async def test_zeep_sees_faults(zeep_service: zeep.proxy.AsyncServiceProxy) -> None:
@@ -485,6 +584,11 @@ async def test_zeep_sees_faults(zeep_service: zeep.proxy.AsyncServiceProxy) -> N
         await zeep_service.TraCuuThongTinCongDan(MaYeuCau="z", SoDinhDanh="12345")
     assert raised.value.code == "soap:Client"
     assert raised.value.detail.findtext(f"{{{DL}}}LoiChiTiet/{{{DL}}}MaLoi") == "DC-400-ID"
+
+
+def soap_address(wsdl: bytes) -> str:
+    (address,) = etree.fromstring(wsdl).iter("{http://schemas.xmlsoap.org/wsdl/soap/}address")
+    return str(address.get("location"))
 
 
 async def test_served_wsdl_loads_in_zeep_with_the_request_host(
@@ -499,16 +603,120 @@ async def test_served_wsdl_loads_in_zeep_with_the_request_host(
     loaded = zeep.Client(wsdl=str(path))
     port = loaded.wsdl.services["DanCuService"].ports["DanCuPort"]
     assert port.binding_options["address"] == "http://ngsp.example.test:8443/soap"
-    assert set(port.binding.all()) == {
-        "TraCuuThongTinCongDan",
-        "XacThucThongTinCongDan",
-        "XacMinhThongTinChuHo",
-        "CungCapThongTinHoGiaDinh",
-        "XacMinhThongTinNoiOHienTai",
-        "XacMinhTinhTrangHonNhan",
-    }
+    assert set(port.binding.all()) == {*COLLECTION_OPERATIONS, *VERIFY_OPERATIONS}
     shipped = (WSDL_DIR / "dancu.wsdl").read_text(encoding="utf-8")
     assert 'location="http://localhost/soap"' in shipped
+
+
+@pytest.mark.parametrize(
+    ("headers", "address"),
+    [
+        (
+            {
+                "X-Forwarded-Host": "ngsp.example.test:8243",
+                "X-Forwarded-Proto": "https",
+                "X-Forwarded-Prefix": "/dancu/1.0",
+            },
+            "https://ngsp.example.test:8243/dancu/1.0/soap",
+        ),
+        (
+            {"X-Forwarded-Host": "a.test, b.test", "X-Forwarded-Prefix": "/dancu/1.0/"},
+            "http://a.test/dancu/1.0/soap",
+        ),
+        ({"X-Forwarded-Host": "ngsp.test"}, "http://ngsp.test/soap"),
+        (
+            {"X-Forwarded-Host": "ngsp.test", "X-Forwarded-Proto": "javascript"},
+            "http://ngsp.test/soap",
+        ),
+        (
+            {"X-Forwarded-Host": "ngsp.test", "X-Forwarded-Prefix": 'x"><evil'},
+            "http://ngsp.test/soap",
+        ),
+        ({"X-Forwarded-Host": "evil.test/path?q"}, f"{BASE_URL}/soap"),
+        ({"X-Forwarded-Proto": "https", "X-Forwarded-Prefix": "/dancu/1.0"}, f"{BASE_URL}/soap"),
+    ],
+    ids=[
+        "all-three",
+        "first-of-a-list",
+        "host-only",
+        "bad-proto",
+        "bad-prefix",
+        "bad-host",
+        "no-host",
+    ],
+)
+async def test_wsdl_address_follows_forwarded_headers(
+    client: httpx.AsyncClient, headers: dict[str, str], address: str
+) -> None:
+    """With X-Forwarded-Host the WSDL's address is {proto}://{host}{prefix}/soap; values that
+    are not a scheme, a bare host or a path are ignored; without a host it is the request URL."""
+    reply = await client.get("/soap?wsdl", headers=headers)
+    assert soap_address(reply.content) == address
+
+
+@asynccontextmanager
+async def population_behind_ngsp(
+    app: FastAPI, base_url: str
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """An NGSP mock whose dancu backend is ``app`` in process, and a client that calls NGSP."""
+    ngsp = create_ngsp(
+        NgspSettings(consumers={"key": "secret"}, backends={"dancu": "http://population.backend"}),
+        transport=httpx.ASGITransport(app),
+    )
+    async with (
+        ngsp.router.lifespan_context(ngsp),
+        httpx.AsyncClient(transport=httpx.ASGITransport(ngsp), base_url=base_url) as client,
+    ):
+        token = await client.post(
+            "/token", data={"grant_type": "client_credentials"}, auth=("key", "secret")
+        )
+        client.headers["Authorization"] = f"Bearer {token.json()['access_token']}"
+        yield ngsp, client
+
+
+async def test_wsdl_through_ngsp_names_ngsp_and_zeep_follows_it(
+    app: FastAPI, registry: Registry, tmp_path: Path
+) -> None:
+    """The WSDL fetched through NGSP names NGSP's /dancu/1.0/soap, not the backend, and zeep
+    following that address reaches the mock through NGSP."""
+    gateway = "https://ngsp.example.test:8243"
+    async with population_behind_ngsp(app, gateway) as (ngsp, client):
+        wsdl, content = await served_wsdl(client, "/dancu/1.0/soap?wsdl", tmp_path)
+        assert soap_address(content) == f"{gateway}/dancu/1.0/soap"
+        authorization = client.headers["Authorization"]
+
+        async def add_token(request: httpx.Request) -> None:  # zeep replaces default headers
+            request.headers["Authorization"] = authorization
+
+        # zeep posts to NGSP only, with the bearer token; the backend is out of its reach.
+        through_ngsp = httpx.AsyncClient(
+            transport=httpx.ASGITransport(ngsp), event_hooks={"request": [add_token]}
+        )
+        async with zeep_proxy(wsdl, through_ngsp) as service:
+            person = registry.citizens[0]
+            found = await service.TraCuuThongTinCongDan(MaYeuCau="ngsp-1", SoDinhDanh=person.id)
+        stats = (await client.get("/__admin/stats")).json()
+    assert [c.SoDinhDanh for c in found.CongDan] == [person.id]
+    assert stats["requests"] == {"key": 2}  # the WSDL and the call, both through NGSP
+
+
+@pytest.mark.live
+def test_wsdl_through_the_mock_stack_names_ngsp() -> None:
+    """Over real HTTP in MockStack, the WSDL fetched at {ngsp}/dancu/1.0/soap?wsdl names
+    {ngsp}/dancu/1.0/soap, while fetched from the backend directly it names the backend."""
+    with MockStack(population=PopulationSettings(households=3)) as stack:
+        ngsp = stack.urls["ngsp"]
+        token = httpx.post(
+            f"{ngsp}/token",
+            data={"grant_type": "client_credentials"},
+            auth=(DEMO_CONSUMER_KEY, DEMO_CONSUMER_SECRET),
+        ).json()["access_token"]
+        through = httpx.get(
+            f"{ngsp}/dancu/1.0/soap?wsdl", headers={"Authorization": f"Bearer {token}"}
+        )
+        direct = httpx.get(f"{stack.urls['population']}/soap?wsdl")
+    assert soap_address(through.content) == f"{ngsp}/dancu/1.0/soap"
+    assert soap_address(direct.content) == f"{stack.urls['population']}/soap"
 
 
 def _shape(element: etree._Element) -> tuple[object, ...]:
@@ -539,6 +747,32 @@ async def test_unknown_document_and_health(client: httpx.AsyncClient) -> None:
     health = (await client.get("/health")).json()
     assert health["status"] == "ok"
     assert health["households"] == 1200
+
+
+def _rules(path: str, status: int) -> str:
+    return json.dumps([{"path": path, "error_rate": 1, "error_statuses": [status]}])
+
+
+async def test_start_up_faults_of_this_mock_come_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    """LGSP_MOCK_FAULTS_POPULATION rules apply ahead of the shared LGSP_MOCK_FAULTS ones, and
+    the NGSP mock's own variable does not reach this mock."""
+    monkeypatch.setenv("LGSP_MOCK_FAULTS_POPULATION", _rules("/health", 418))
+    monkeypatch.setenv("LGSP_MOCK_FAULTS", _rules("*", 503))
+    monkeypatch.setenv("LGSP_MOCK_FAULTS_NGSP", _rules("*", 502))
+    app = create_app(PopulationSettings(households=3))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url=BASE_URL) as client:
+        health = await client.get("/health")
+        wsdl = await client.get("/soap?wsdl")
+        rules = (await client.get("/__admin/faults")).json()["rules"]
+    assert (health.status_code, wsdl.status_code) == (418, 503)
+    assert [(r["path"], r["error_statuses"]) for r in rules] == [("/health", [418]), ("*", [503])]
+
+
+def test_bad_start_up_faults_of_this_mock_stop_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Rules in LGSP_MOCK_FAULTS_POPULATION that are not valid stop create_app, naming it."""
+    monkeypatch.setenv("LGSP_MOCK_FAULTS_POPULATION", '[{"reset_rate": 2}]')
+    with pytest.raises(ValueError, match="LGSP_MOCK_FAULTS_POPULATION"):
+        create_app(PopulationSettings(households=3))
 
 
 # -- faults ------------------------------------------------------------------------------------
@@ -687,18 +921,89 @@ def secret_file(tmp_path: Path) -> Path:
     return path
 
 
-def _xxe(path: Path) -> str:
-    return (
-        f'<?xml version="1.0"?>\n<!DOCTYPE soap:Envelope [<!ENTITY xxe SYSTEM "{path.as_uri()}">]>'
-        + ENVELOPE.format(
+class BaitServer:
+    """A loopback HTTP server that counts every request and answers with the secret."""
+
+    def __init__(self) -> None:
+        self.hits: list[str] = []
+        hits = self.hits
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                hits.append(self.path)
+                body = SECRET.encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}/x"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+        self._thread.join(timeout=5)
+
+
+@pytest.fixture(scope="module")
+def bait_server() -> Iterator[BaitServer]:
+    server = BaitServer()
+    try:
+        yield server
+    finally:
+        server.close()
+
+
+@pytest.fixture
+def bait(bait_server: BaitServer) -> BaitServer:
+    """The bait server, its count of hits starting from zero."""
+    bait_server.hits.clear()
+    return bait_server
+
+
+class RecordingResolver(etree.Resolver):
+    """Records every external resource (file, URL, DTD) a parser asks for, resolving none.
+
+    libxml2 opens files and URLs in C, where a spy on ``builtins.open`` or ``os.open`` sees
+    nothing; a resolver registered on the parser is asked before any such load."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def resolve(self, system_url: str, public_id: str, context: object) -> None:
+        self.urls.append(system_url)
+
+
+@pytest.fixture
+def parser_spy() -> Iterator[RecordingResolver]:
+    """A RecordingResolver on the parser the mock's parse_request really uses."""
+    spy = RecordingResolver()
+    soap._PARSER.resolvers.add(spy)
+    try:
+        yield spy
+    finally:
+        soap._PARSER.resolvers.remove(spy)
+
+
+def _xxe(url: str) -> str:
+    return f'<?xml version="1.0"?>\n<!DOCTYPE soap:Envelope [<!ENTITY xxe SYSTEM "{url}">]>' + (
+        ENVELOPE.format(
             "<dc:TraCuuThongTinCongDan><dc:MaYeuCau>&xxe;</dc:MaYeuCau>"
             f"<dc:SoDinhDanh>{VALID_ID}</dc:SoDinhDanh></dc:TraCuuThongTinCongDan>"
         )
     )
 
 
-def _parameter_entity(path: Path) -> str:
-    return f'<!DOCTYPE x [<!ENTITY % ext SYSTEM "{path.as_uri()}"> %ext;]>' + ENVELOPE.format(
+def _parameter_entity(url: str) -> str:
+    return f'<!DOCTYPE x [<!ENTITY % ext SYSTEM "{url}"> %ext;]>' + ENVELOPE.format(
         "<dc:TraCuuThongTinCongDan/>"
     )
 
@@ -714,34 +1019,68 @@ BILLION_LAUGHS = (
 )
 
 
+def hostile(kind: str, secret_file: Path, bait: BaitServer) -> str:
+    return {
+        "xxe-file": lambda: _xxe(secret_file.as_uri()),
+        "xxe-http": lambda: _xxe(bait.url),
+        "parameter-entity-file": lambda: _parameter_entity(secret_file.as_uri()),
+        "parameter-entity-http": lambda: _parameter_entity(bait.url),
+        "billion-laughs": lambda: BILLION_LAUGHS,
+    }[kind]()
+
+
+@pytest.mark.parametrize("byte_search", ["on", "off"])
+@pytest.mark.parametrize("encoding", ["utf-8", "utf-16"])
 @pytest.mark.parametrize(
-    ("kind", "encoding"),
-    [
-        ("xxe", "utf-8"),
-        ("xxe", "utf-16"),  # a search for the ASCII bytes of "<!DOCTYPE" would miss these
-        ("parameter-entity", "utf-16"),
-        ("billion-laughs", "utf-8"),
-        ("billion-laughs", "utf-16"),
-    ],
+    "kind",
+    ["xxe-file", "xxe-http", "parameter-entity-file", "parameter-entity-http", "billion-laughs"],
 )
 async def test_hostile_xml_is_refused_quickly_and_unread(
-    client: httpx.AsyncClient, secret_file: Path, kind: str, encoding: str
+    client: httpx.AsyncClient,
+    secret_file: Path,
+    bait: BaitServer,
+    parser_spy: RecordingResolver,
+    monkeypatch: pytest.MonkeyPatch,
+    kind: str,
+    encoding: str,
+    byte_search: str,
 ) -> None:
-    """XXE and entity-expansion requests get a DC-400-DTD fault within a second, and the
-    referenced file's content never appears in the reply."""
-    text = {
-        "xxe": _xxe(secret_file),
-        "parameter-entity": _parameter_entity(secret_file),
-        "billion-laughs": BILLION_LAUGHS,
-    }[kind]
-    if encoding == "utf-16":
+    """XXE and entity-expansion requests get a DC-400-DTD fault within a second, and neither
+    the referenced file nor the bait URL is ever asked for, even with the byte search for
+    declarations switched off so that the parser meets them."""
+    text = hostile(kind, secret_file, bait)
+    if encoding == "utf-16":  # a search for the ASCII bytes of "<!DOCTYPE" would miss these
         text = text.replace('<?xml version="1.0"?>', '<?xml version="1.0" encoding="UTF-16"?>')
+    if byte_search == "off":
+        monkeypatch.setattr(soap, "_DECLARATIONS", frozenset())
     started = time.monotonic()
     reply = await client.post("/soap", content=text.encode(encoding))
     elapsed = time.monotonic() - started
     assert elapsed < 1.0
+    assert parser_spy.urls == []
+    assert bait.hits == []
     assert SECRET.encode() not in reply.content
-    assert fault_of(reply.status_code, body_of(reply.content)) == ("soap:Client", "DC-400-DTD")
+    faultcode, code = fault_of(reply.status_code, body_of(reply.content))
+    assert faultcode == "soap:Client"
+    if byte_search == "off" and kind == "billion-laughs":
+        # libxml2 itself stops the expansion ("maximum entity amplification factor exceeded")
+        # before the mock can look at the DTD it parsed: a syntax error, refused all the same.
+        assert code in ("DC-400-DTD", "DC-400-XML")
+    else:
+        assert code == "DC-400-DTD"
+
+
+def test_the_spies_would_see_a_weak_parser(secret_file: Path, bait: BaitServer) -> None:
+    """The detectors work: a parser that loads DTDs and resolves entities asks the recording
+    resolver for the file and reads the secret, and a fetch of the bait URL is counted."""
+    weak = etree.XMLParser(load_dtd=True, resolve_entities=True)
+    spy = RecordingResolver()
+    weak.resolvers.add(spy)
+    parsed = etree.fromstring(_xxe(secret_file.as_uri()).encode(), weak)
+    assert spy.urls == [secret_file.as_uri()]
+    assert SECRET.encode() in etree.tostring(parsed)
+    assert httpx.get(bait.url).text == SECRET
+    assert bait.hits == ["/x"]
 
 
 async def test_body_over_the_limit_is_refused() -> None:
@@ -760,17 +1099,3 @@ async def test_body_over_the_limit_is_refused() -> None:
         streamed = await client.post("/soap", content=chunks())
     for reply in (declared, streamed):
         assert fault_of(reply.status_code, body_of(reply.content)) == ("soap:Client", "DC-400-SIZE")
-
-
-async def test_the_parsers_own_view_is_checked_too(
-    client: httpx.AsyncClient, secret_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Were the byte search for declarations to miss one, the parser expands no entity and a
-    document it saw a DTD in is still refused with DC-400-DTD."""
-    content = _xxe(secret_file).encode()
-    parsed = etree.fromstring(content, soap.hardened_parser())
-    assert SECRET.encode() not in etree.tostring(parsed)
-    monkeypatch.setattr(soap, "_DECLARATIONS", frozenset())
-    reply = await client.post("/soap", content=content)
-    assert SECRET.encode() not in reply.content
-    assert fault_of(reply.status_code, body_of(reply.content)) == ("soap:Client", "DC-400-DTD")

@@ -3,12 +3,15 @@ over real loopback HTTP, on the bus's default transport."""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import unicodedata
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import SecretStr
 
 from bus import create_app
 from bus.audit import MemoryRecorder
@@ -149,6 +152,7 @@ async def test_bad_id_is_refused_before_any_upstream_call(
         stats_after = (await admin("GET", f"{stack.urls['ngsp']}/__admin/stats")).json()
     assert body["error"]["code"] == "client.bad_request"
     assert [f["field"] for f in body["error"]["field_errors"]] == ["personal_id", "old_id"]
+    assert "exactly 12 digits" in body["error"]["field_errors"][0]["reason"]
     assert recorder.exchanges[-1].attempts == 0
     assert stats_after == stats_before
 
@@ -293,8 +297,8 @@ async def test_soap_fault_is_upstream_fault_with_its_codes(
 async def test_raw_soap_exchange_is_captured_for_the_record(
     make_bus: Callable[..., Any], registry: Registry
 ) -> None:
-    """The exchange record carries the SHA-256 and size of each raw SOAP request and reply, and
-    no personal data: a lookup is one pair; a failed verify of two facts is 1 + 2 pairs."""
+    """The exchange record carries a keyed digest and the size of each raw SOAP request and
+    reply: a lookup is one pair; a failed verify of two facts is 1 + (id alone + 2 facts)."""
     person = next(c for c in registry.citizens if c.birth_date_known)
     recorder = MemoryRecorder()
     async with running(make_bus(recorder=recorder)) as client:
@@ -306,9 +310,71 @@ async def test_raw_soap_exchange_is_captured_for_the_record(
         )
     lookup, verify = recorder.exchanges
     [soap] = lookup.upstream_exchanges
-    assert soap["operation"] == "TraCuuThongTinCongDan"
-    assert len(soap["request_sha256"]) == 64
-    assert len(soap["reply_sha256"]) == 64
+    assert soap["soap_action"].endswith("TraCuuThongTinCongDan")
+    assert len(soap["request_hmac"]) == 64
     assert soap["reply_bytes"] > soap["request_bytes"] > 0
-    assert len(verify.upstream_exchanges) == 3
-    assert person.id not in repr(lookup)
+    assert len(verify.upstream_exchanges) == 4
+
+
+async def test_digests_are_keyed_hashes_of_the_bytes_on_the_wire(
+    settings_for: Callable[..., Settings],
+) -> None:
+    """The recorded request and reply digests are HMAC-SHA256 under LGSP_DIGEST_KEY of the exact
+    bytes sent and received (not a re-serialisation), so they can be checked against a capture
+    and cannot be reversed by hashing candidate ids."""
+    wire: dict[str, bytes] = {}
+    reply = FOUND_REPLY
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        if request.method == "GET":
+            return httpx.Response(503)
+        wire["request"] = request.content
+        return httpx.Response(200, content=reply, headers={"content-type": "text/xml"})
+
+    recorder = MemoryRecorder()
+    settings = settings_for(bus_yaml(MockStack(urls={"ngsp": "http://ngsp.test"})))
+    settings = settings.model_copy(update={"digest_key": SecretStr("k-digest")})
+    app = create_app(
+        settings, environ=ENV, transport=httpx.MockTransport(handler), recorder=recorder
+    )
+    async with running(app) as client:
+        body = await call(client, "citizen.lookup", {"personal_id": "001203004567"})
+    assert body["data"]["found"] is False
+    [soap] = recorder.exchanges[0].upstream_exchanges
+    key = b"k-digest"
+    assert soap["request_hmac"] == hmac.new(key, wire["request"], hashlib.sha256).hexdigest()
+    assert soap["reply_hmac"] == hmac.new(key, reply, hashlib.sha256).hexdigest()
+    assert soap["request_bytes"] == len(wire["request"])
+    assert hashlib.sha256(wire["request"]).hexdigest() not in repr(recorder.exchanges)
+
+
+FOUND_REPLY = b"""<?xml version="1.0" encoding="utf-8"?>
+<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/"
+               xmlns:dl="http://www.mic.gov.vn/dancu/1.0">
+  <soap:Body><dl:CongdanCollection SoCongDan="0" GhiChu="Kh\xc3\xb4ng t\xc3\xacm th\xe1\xba\xa5y"
+    ThoiDiemDuLieu="20261101000000"/></soap:Body></soap:Envelope>"""
+
+
+async def test_verify_of_an_unknown_id_blames_the_id(make_bus: Callable[..., Any]) -> None:
+    """Facts about an id the database does not know: the mismatch is the id, not the facts."""
+    async with running(make_bus()) as client:
+        body = await call(
+            client,
+            "citizen.verify",
+            {"personal_id": "001299999999", "full_name": "Nguyễn Văn A", "gender": "male"},
+        )
+    assert body["data"] == {"match": False, "mismatched_fields": ["personal_id"]}
+
+
+async def test_lookup_by_old_id(make_bus: Callable[..., Any], registry: Registry) -> None:
+    """The old 9-digit id alone finds the citizen; an 8-digit one is refused with the reason."""
+    person = next(c for c in registry.citizens if c.cmnd)
+    async with running(make_bus()) as client:
+        found = await call(client, "citizen.lookup", {"old_id": person.cmnd})
+        bad = await call(client, "citizen.lookup", {"old_id": person.cmnd[:8]})
+    assert found["data"]["citizen"]["personal_id"] == person.id
+    [error] = bad["error"]["field_errors"]
+    assert error["field"] == "old_id"
+    assert "exactly 9 digits" in error["reason"]

@@ -10,7 +10,7 @@ import httpx
 import pytest
 import respx
 
-from bus.errors import UpstreamRejected, UpstreamUnavailable
+from bus.errors import UpstreamBadResponse, UpstreamRejected, UpstreamUnavailable
 from bus.upstream_auth import TokenProvider
 from tests.support import StepClock
 
@@ -149,11 +149,95 @@ async def test_throttled_token_endpoint_keeps_retry_after(
 async def test_api_429_passes_retry_after(
     router: respx.MockRouter, http: httpx.AsyncClient
 ) -> None:
-    """A 429 on the API itself is returned as is for the caller to translate (not a token
-    problem): the token is kept."""
+    """A 429 on the API itself is returned with its Retry-After for the caller to translate
+    (not a token problem): the bearer was sent, and the token is kept."""
     router.post(TOKEN_URL).mock(return_value=token_reply("t-1"))
-    router.post(API_URL).respond(429, headers={"Retry-After": "3"})
+    api = router.post(API_URL).respond(429, headers={"Retry-After": "3"})
     tokens = provider(http, StepClock())
-    reply = await tokens.call(lambda t: http.post(API_URL))
+    reply = await tokens.call(
+        lambda t: http.post(API_URL, headers={"Authorization": f"Bearer {t}"})
+    )
     assert reply.status_code == 429
+    assert reply.headers["retry-after"] == "3"
+    assert api.calls.last.request.headers["authorization"] == "Bearer t-1"
     assert tokens.requests == 1
+
+
+async def test_a_failed_refresh_is_shared_and_respects_retry_after(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    """100 concurrent callers facing a throttled token endpoint cost it ONE request, all get
+    the error, and nobody asks again before Retry-After has passed."""
+
+    async def throttled(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.01)
+        return httpx.Response(503, headers={"Retry-After": "30"})
+
+    route = router.post(TOKEN_URL).mock(side_effect=throttled)
+    clock = StepClock()
+    tokens = provider(http, clock)
+    results = await asyncio.gather(*(tokens.token() for _ in range(100)), return_exceptions=True)
+    assert all(isinstance(r, UpstreamUnavailable) for r in results)
+    assert route.call_count == 1
+    clock.t += 10
+    with pytest.raises(UpstreamUnavailable) as caught:
+        await tokens.token()
+    assert caught.value.retry_after == pytest.approx(20)
+    assert route.call_count == 1
+    route.mock(side_effect=None, return_value=token_reply("t-late"))
+    clock.t += 21
+    assert await tokens.token() == "t-late"
+    assert route.call_count == 2
+
+
+async def test_a_caller_giving_up_does_not_cancel_the_refresh(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    """One waiter cancelled by its deadline leaves the shared refresh running for the others."""
+
+    async def slow(request: httpx.Request) -> httpx.Response:
+        await asyncio.sleep(0.05)
+        return token_reply("t-1")
+
+    route = router.post(TOKEN_URL).mock(side_effect=slow)
+    tokens = provider(http, StepClock())
+    impatient = asyncio.ensure_future(asyncio.wait_for(tokens.token(), timeout=0.01))
+    patient = asyncio.ensure_future(tokens.token())
+    with pytest.raises(TimeoutError):
+        await impatient
+    assert await patient == "t-1"
+    assert route.call_count == 1
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"access_token": None, "expires_in": 3600},
+        {"access_token": "", "expires_in": 3600},
+        {"access_token": "t", "expires_in": "NaN"},
+        {"access_token": "t", "expires_in": -5},
+        ["not", "an", "object"],
+    ],
+)
+async def test_unusable_token_replies_are_bad_responses(
+    body: object, router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    """A token reply without a usable token or lifetime is upstream.bad_response."""
+    router.post(TOKEN_URL).respond(200, json=body)
+    with pytest.raises(UpstreamBadResponse):
+        await provider(http, StepClock()).token()
+
+
+async def test_an_endless_lifetime_is_capped(
+    router: respx.MockRouter, http: httpx.AsyncClient
+) -> None:
+    """expires_in: 1e12 does not keep a token for ever: a day at most."""
+    route = router.post(TOKEN_URL).mock(
+        side_effect=[token_reply("t-1", 10**12), token_reply("t-2")]
+    )
+    clock = StepClock()
+    tokens = provider(http, clock)
+    assert await tokens.token() == "t-1"
+    clock.t += 86_400
+    assert await tokens.token() == "t-2"
+    assert route.call_count == 2

@@ -12,8 +12,8 @@ or, when that is unreachable, from the copy shipped in this package — and pars
 worker thread. Calls go through :class:`SharedClientTransport`, a zeep ``AsyncTransport`` on the
 bus's shared httpx client; the bearer token of the province's NGSP consumer is added by a zeep
 plugin, cached and refreshed by :class:`bus.upstream_auth.TokenProvider`, and a 401 is retried
-once with a fresh token. Another plugin captures the SHA-256 digests and sizes of the raw SOAP
-request and reply of each call, for the exchange record.
+once with a fresh token. The transport adds to the exchange record the keyed digests (HMAC-SHA256
+under the bus's digest key) and sizes of the exact bytes of each SOAP request and reply.
 
 Errors: a SOAP Fault is ``upstream.fault`` carrying the fault code and the database's error code
 (MaLoi); 429/502/503/504 are ``upstream.unavailable`` (``Retry-After`` kept); a reply zeep cannot
@@ -25,10 +25,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
-import hashlib
 import logging
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -78,8 +76,9 @@ BINDING = f"{{{REQUEST_NS}}}DanCuSoapBinding"
 _bearer: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "lgsp_ngsp_bearer", default=None
 )
-_capture: contextvars.ContextVar[RawCapture | None] = contextvars.ContextVar(
-    "lgsp_soap_capture", default=None
+#: Where the transport appends the digests of the current call's raw SOAP messages.
+_exchanges: contextvars.ContextVar[list[dict[str, Any]] | None] = contextvars.ContextVar(
+    "lgsp_soap_exchanges", default=None
 )
 
 
@@ -101,13 +100,6 @@ class PopulationOptions(BaseModel):
     refresh_margin: float = Field(default=60.0, ge=0, description="Renew the token this early.")
 
 
-@dataclass(slots=True)
-class RawCapture:
-    """Digests of the raw SOAP exchange(s) of one call (several when verify fans out)."""
-
-    exchanges: list[dict[str, Any]] = field(default_factory=list)
-
-
 class _TokenRefused(Exception):
     """NGSP answered 401 to a SOAP call: the token must be renewed and the call sent again."""
 
@@ -124,33 +116,6 @@ class _BearerPlugin(zeep.plugins.Plugin):
         return envelope, http_headers
 
 
-class _CapturePlugin(zeep.plugins.Plugin):
-    """Records the SHA-256 and size of each raw SOAP request and reply (never the content)."""
-
-    def egress(
-        self, envelope: Any, http_headers: dict[str, str], operation: Any, binding_options: Any
-    ) -> tuple[Any, dict[str, str]]:
-        capture = _capture.get()
-        if capture is not None:
-            raw = etree.tostring(envelope)
-            capture.exchanges.append(
-                {
-                    "operation": operation.name,
-                    "request_sha256": hashlib.sha256(raw).hexdigest(),
-                    "request_bytes": len(raw),
-                }
-            )
-        return envelope, http_headers
-
-    def ingress(self, envelope: Any, http_headers: Any, operation: Any) -> tuple[Any, Any]:
-        capture = _capture.get()
-        if capture is not None and capture.exchanges:
-            raw = etree.tostring(envelope)
-            capture.exchanges[-1]["reply_sha256"] = hashlib.sha256(raw).hexdigest()
-            capture.exchanges[-1]["reply_bytes"] = len(raw)
-        return envelope, http_headers
-
-
 class SharedClientTransport(zeep.transports.AsyncTransport):
     """zeep's async transport on the bus's shared httpx client.
 
@@ -161,9 +126,14 @@ class SharedClientTransport(zeep.transports.AsyncTransport):
     """
 
     def __init__(
-        self, http: httpx.AsyncClient, documents: Mapping[str, bytes], timeout: httpx.Timeout
+        self,
+        http: httpx.AsyncClient,
+        documents: Mapping[str, bytes],
+        timeout: httpx.Timeout,
+        digest: Callable[[bytes], str],
     ) -> None:
         self.client = http
+        self._digest = digest
         self.cache = None
         self.load_timeout = timeout.read
         self.operation_timeout = timeout.read
@@ -185,10 +155,24 @@ class SharedClientTransport(zeep.transports.AsyncTransport):
         response = await self.client.post(
             address, content=message, headers=headers, timeout=self._timeout
         )
-        if response.status_code == 401:
+        exchanges = _exchanges.get()
+        if exchanges is not None:  # the exact bytes on the wire, keyed: never the content
+            exchanges.append(
+                {
+                    "soap_action": headers.get("SOAPAction", "").strip('"'),
+                    "request_hmac": self._digest(message),
+                    "request_bytes": len(message),
+                    "reply_hmac": self._digest(response.content),
+                    "reply_bytes": len(response.content),
+                    "http_status": response.status_code,
+                }
+            )
+        status = response.status_code
+        if status == 401:
             raise _TokenRefused
-        if response.status_code in (429, 502, 503, 504):
-            raise_for_upstream_status(response)
+        media = response.headers.get("content-type", "").split(";")[0].strip().lower()
+        if status in (429, 502, 503, 504) or (status >= 400 and not media.endswith("xml")):
+            raise_for_upstream_status(response)  # not a SOAP answer: NGSP or an outage spoke
         return response
 
 
@@ -230,7 +214,7 @@ class PopulationAdapter(Adapter):
         wsdl_url = self.options.wsdl_url or self.address + "?wsdl"
         document = await self._fetch_wsdl(resources.http, wsdl_url)
         transport = SharedClientTransport(
-            resources.http, {wsdl_url: document}, upstream.http_timeout
+            resources.http, {wsdl_url: document}, upstream.http_timeout, resources.digest
         )
         settings = zeep.Settings(forbid_dtd=True, forbid_entities=True, forbid_external=True)
 
@@ -239,7 +223,7 @@ class PopulationAdapter(Adapter):
                 wsdl_url,
                 transport=transport,
                 settings=settings,
-                plugins=[_BearerPlugin(), _CapturePlugin()],
+                plugins=[_BearerPlugin()],
             )
             binding = client.wsdl.bindings[BINDING]
             # AsyncClient.create_service() returns a synchronous proxy in zeep 4.3 (its issues
@@ -281,14 +265,15 @@ class PopulationAdapter(Adapter):
                     ) from None
             except zeep.exceptions.Fault as exc:
                 raise _fault_error(exc) from exc
-            except (zeep.exceptions.TransportError, zeep.exceptions.XMLSyntaxError) as exc:
+            # zeep's messages quote the raw reply (names, ids): the cause is not chained.
+            except (zeep.exceptions.TransportError, zeep.exceptions.XMLSyntaxError):
                 raise UpstreamBadResponse(
                     f"the population database's reply to {name} could not be read"
-                ) from exc
-            except (zeep.exceptions.ValidationError, zeep.exceptions.XMLParseError) as exc:
+                ) from None
+            except (zeep.exceptions.ValidationError, zeep.exceptions.XMLParseError):
                 raise UpstreamBadResponse(
                     f"the population database's reply to {name} does not match its WSDL"
-                ) from exc
+                ) from None
         raise AssertionError("unreachable")
 
     def _common(self, ctx: Context) -> dict[str, Any]:
@@ -300,13 +285,14 @@ class PopulationAdapter(Adapter):
         }
 
     async def _traced(self, ctx: Context, name: str, fields: dict[str, Any]) -> Any:
-        """``_call``, with the digests of its raw SOAP messages added to the exchange record."""
-        capture = RawCapture()
-        _capture.set(capture)
+        """``_call``, with the digests of its raw SOAP messages added to the exchange record.
+        (Each task of a fan-out gets its own list: contextvars are copied per task.)"""
+        exchanges: list[dict[str, Any]] = []
+        _exchanges.set(exchanges)
         try:
             return await self._call(name, fields)
         finally:
-            ctx.upstream_exchanges.extend(capture.exchanges)
+            ctx.upstream_exchanges.extend(exchanges)
 
     @operation("citizen.lookup", input=CitizenLookup, output=CitizenLookupResult)
     async def lookup(self, query: CitizenLookup, ctx: Context) -> CitizenLookupResult:
@@ -338,13 +324,17 @@ class PopulationAdapter(Adapter):
             return VerificationResult(match=True)
         if not per_fact:  # only the id was given, and it is unknown
             return VerificationResult(match=False, mismatched_fields=["personal_id"])
-        # The database says only true/false: ask once per fact, concurrently, to name the culprits.
+        # The database says only true/false: ask about the id alone and once per fact,
+        # concurrently, to name the culprits.
         names = list(per_fact)
-        answers = await asyncio.gather(
-            *(self._exists(ctx, {**base, **per_fact[name]}) for name in names)
+        known, *answers = await asyncio.gather(
+            self._exists(ctx, base),
+            *(self._exists(ctx, {**base, **per_fact[name]}) for name in names),
         )
+        if not known:
+            return VerificationResult(match=False, mismatched_fields=["personal_id"])
         wrong = [name for name, ok in zip(names, answers, strict=True) if not ok]
-        return VerificationResult(match=False, mismatched_fields=wrong or ["personal_id"])
+        return VerificationResult(match=False, mismatched_fields=wrong or sorted(per_fact))
 
     async def _exists(self, ctx: Context, fields: dict[str, Any]) -> bool:
         reply = await self._traced(ctx, "XacThucThongTinCongDan", fields)

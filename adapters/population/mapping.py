@@ -26,6 +26,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from bus.errors import UpstreamBadResponse
 from schemas.citizen import (
     Address,
     BirthDate,
@@ -130,10 +131,14 @@ def _related(node: Any) -> RelatedPerson | None:
 def _birth(node: Any) -> BirthDate:
     day = _text(node, "NgayThangNam")
     year = _text(node, "Nam")
-    date = dt.datetime.strptime(day, "%Y%m%d").date() if day else None
-    if year is None and date is None:
-        raise ValueError("the citizen record has no birth date or year")
-    return BirthDate(date=date, year=int(year) if year else date.year if date else 0)
+    try:
+        date = dt.datetime.strptime(day, "%Y%m%d").date() if day else None
+        number = int(year) if year else date.year if date else None
+    except ValueError:  # the value itself is personal data: not quoted, not chained
+        raise UpstreamBadResponse("a citizen record has an unreadable birth date") from None
+    if number is None:
+        raise UpstreamBadResponse("a citizen record has no birth date or year")
+    return BirthDate(date=date, year=number)
 
 
 def relation_from_wire(node: Any) -> HouseholdRelation | None:

@@ -23,10 +23,14 @@ What it does, in the order a request meets it:
        in whole seconds until the window ends.
     4. Forwarded to ``{backends[api]}/{rest}`` with the same method, query string, body and
        headers, except ``Authorization``, ``Host`` and hop-by-hop headers (``Content-Type`` and
-       ``SOAPAction`` go through). The version is not part of the backend URL. The backend's
-       status, body, ``Content-Type`` and ``Retry-After`` come back. Unreachable backend (or
-       one that drops the connection): 503, fault code 101503; no answer within
-       ``backend_timeout``: 504, fault code 101504.
+       ``SOAPAction`` go through). The version is not part of the backend URL. The gateway adds
+       ``X-Forwarded-Host`` (the ``Host`` the caller used), ``X-Forwarded-Proto`` (its scheme)
+       and ``X-Forwarded-Prefix`` (``/{api}/{version}``), replacing any the caller sent, so a
+       backend can name its public URL: the population mock's WSDL then says
+       ``{ngsp}/dancu/1.0/soap``, not its own address. The backend's status, body,
+       ``Content-Type`` and ``Retry-After`` come back. Unreachable backend (or one that drops
+       the connection): 503, fault code 101503; no answer within ``backend_timeout``: 504,
+       fault code 101504.
 
     Faults are WSO2-shaped: ``{"fault": {"code": ..., "message": ..., "description": ...}}``.
 
@@ -35,7 +39,8 @@ What it does, in the order a request meets it:
     ones included) and how many were throttled.
 
 ``/__admin/faults``
-    Fault injection, see ``mocks.faults`` (also ``LGSP_MOCK_FAULTS`` at start-up).
+    Fault injection, see ``mocks.faults``; start-up rules from ``LGSP_MOCK_FAULTS_NGSP``, then
+    the shared ``LGSP_MOCK_FAULTS``.
 
 Token expiry and throttle windows follow the ``clock`` given to ``create_app``. One
 ``httpx.AsyncClient`` is opened by the app's lifespan and used for every backend call. Nothing
@@ -43,6 +48,6 @@ personal is logged: no bodies, no paths below the API, no tokens; only the API n
 error class when a backend fails.
 """
 
-from mocks.ngsp._app import NgspSettings, create_app
+from mocks.ngsp._app import FAULTS_ENV_VAR, NgspSettings, create_app
 
-__all__ = ["NgspSettings", "create_app"]
+__all__ = ["FAULTS_ENV_VAR", "NgspSettings", "create_app"]

@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from http.cookiejar import DefaultCookiePolicy
 from typing import Any
-from urllib.parse import parse_qs
+from urllib.parse import parse_qs, quote
 
 import httpx
 from fastapi import FastAPI, Request, Response
@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from mocks.faults import install_faults
 from mocks.ngsp._state import Clock, FixedWindowThrottle, Stats, TokenStore
 
-__all__ = ["NgspSettings", "create_app"]
+__all__ = ["FAULTS_ENV_VAR", "NgspSettings", "create_app"]
 
 _log = logging.getLogger("mocks.ngsp")
 
@@ -45,6 +45,12 @@ NOT_FORWARDED = frozenset(
     }
 )
 PASSED_BACK = ("content-type", "retry-after")
+# Set by the gateway from the request it received, whatever the caller sent under these names,
+# so that a backend can name its public URL (the population mock's WSDL soap:address).
+FORWARDED = ("x-forwarded-host", "x-forwarded-proto", "x-forwarded-prefix")
+#: Start-up fault rules for this mock alone, tried before the shared ``LGSP_MOCK_FAULTS``.
+FAULTS_ENV_VAR = "LGSP_MOCK_FAULTS_NGSP"
+_DROPPED = NOT_FORWARDED | frozenset(FORWARDED)
 
 
 class NgspSettings(BaseModel):
@@ -94,6 +100,17 @@ def _bearer_token(header: str | None) -> str | None:
     if scheme.lower() != "bearer":
         return None
     return value.strip() or None
+
+
+def _forwarded_headers(request: Request, api: str, version: str) -> list[tuple[bytes, bytes]]:
+    """``X-Forwarded-Host``, ``-Proto`` and ``-Prefix`` (``/{api}/{version}``) for the backend:
+    the gateway's own address as the caller used it."""
+    host = request.headers.get("host") or request.url.netloc
+    prefix = f"/{quote(api, safe='')}/{quote(version, safe='')}"
+    values = (host, request.url.scheme, prefix)
+    return [
+        (n.encode("latin-1"), v.encode("latin-1")) for n, v in zip(FORWARDED, values, strict=True)
+    ]
 
 
 def create_app(
@@ -203,8 +220,9 @@ def create_app(
         headers = [
             (name, value)
             for name, value in request.headers.raw
-            if name.decode("latin-1").lower() not in NOT_FORWARDED
+            if name.decode("latin-1").lower() not in _DROPPED
         ]
+        headers += _forwarded_headers(request, api, version)
         try:
             reply = await backend[0].request(
                 request.method,
@@ -227,5 +245,5 @@ def create_app(
         return Response(reply.content, status_code=reply.status_code, headers=passed)
 
     # Last, so the fault middleware is the outermost one.
-    install_faults(app)
+    install_faults(app, env_var=FAULTS_ENV_VAR)
     return app

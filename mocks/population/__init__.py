@@ -5,23 +5,33 @@ Document/literal, as the bus's adapter meets it behind NGSP::
     POST /soap                      one request element in soap:Body, SOAPAction
                                     "http://dancuquocgia.bca/<Operation>" (or empty)
     GET  /soap?wsdl                 dancu.wsdl, self-contained, soap:address = the URL asked
+                                    (behind NGSP: the NGSP URL, from X-Forwarded-*, see below)
     GET  /soap?xsd=dancu-request    the request schema (the same as inline in the WSDL)
     GET  /soap?xsd=dancu-response   the reply schema
     GET  /health                    liveness and the size of the seeded registry
 
+The WSDL's ``soap:address`` is where a client should post. Behind a proxy that sends
+``X-Forwarded-Host`` (NGSP does, with ``X-Forwarded-Proto`` and ``X-Forwarded-Prefix`` =
+``/{api}/{version}``) it is ``{proto}://{host}{prefix}/soap``, so that a client following the
+WSDL it fetched through NGSP calls through NGSP too; otherwise it is the URL the request came in
+on. Of each header only the first value counts (proxies chain them with commas); a proto other
+than http/https, a host that is not a bare ``host[:port]`` or a prefix not starting with ``/``
+is ignored (proto then falls back to the request's scheme, prefix to none).
+
 Namespaces: requests ``dc`` = ``http://dancuquocgia.bca`` (also the WSDL's target namespace),
 replies ``dl`` = ``http://www.mic.gov.vn/dancu/1.0``; ``elementFormDefault="qualified"``.
 
-Operations (request element ``dc:<Operation>`` → reply element):
+Operations (request element ``dc:<Operation>`` → the element soap:Body of the reply holds):
 
-- ``TraCuuThongTinCongDan`` → ``dl:TraCuuThongTinCongDanResponse/dl:CongdanCollection``
-  (attributes ``SoCongDan``, ``GhiChu``, ``ThoiDiemDuLieu``) holding 0..1 ``dl:CongDan``; not
-  found is ``SoCongDan="0"``, ``GhiChu="Không tìm thấy thông tin công dân"``.
+- ``TraCuuThongTinCongDan`` → ``dl:CongdanCollection`` (attributes ``SoCongDan``, ``GhiChu``,
+  ``ThoiDiemDuLieu``) holding 0..1 ``dl:CongDan``; not found is ``SoCongDan="0"``,
+  ``GhiChu="Không tìm thấy thông tin công dân"``. No per-operation wrapper: the Body holds
+  the collection itself (PLATFORMS.md "Body/CongdanCollection"), one global element that the
+  three collection operations' WSDL output messages share.
 - ``XacThucThongTinCongDan`` → ``dl:KetQuaXacThucResponse/dl:TonTai`` (boolean): the person
   exists and every given fact (HoVaTen, NgayThangNamSinh, GioiTinh, SoCMND) matches.
-- ``XacMinhThongTinChuHo`` → ``dl:XacMinhThongTinChuHoResponse/dl:CongdanCollection``: the head.
-- ``CungCapThongTinHoGiaDinh`` → ``dl:CungCapThongTinHoGiaDinhResponse/dl:CongdanCollection``:
-  every member, the head first.
+- ``XacMinhThongTinChuHo`` → ``dl:CongdanCollection``: the head.
+- ``CungCapThongTinHoGiaDinh`` → ``dl:CongdanCollection``: every member, the head first.
 - ``XacMinhThongTinNoiOHienTai`` (claim ``NoiOHienTai{MaTinhThanh, MaQuanHuyen, MaPhuongXa,
   ChiTiet?, QuocGia?}``) and ``XacMinhTinhTrangHonNhan`` (claim ``TinhTrangHonNhan``) →
   ``dl:KetQuaXacThucResponse/dl:TonTai``.
@@ -53,6 +63,9 @@ DC-400-SCHEMA       anything else against dancu-request.xsd (unqualified, unknow
 DC-500-SERVER       the mock failed (soap:Server)
 ==================  =========================================================================
 
+Fault injection: ``/__admin/faults`` (see ``mocks.faults``); start-up rules from
+``LGSP_MOCK_FAULTS_POPULATION``, then the shared ``LGSP_MOCK_FAULTS``.
+
 Pick a seeded citizen with ``app.state.registry`` (a ``seed.Registry``): ``registry.citizens``
 in a stable order, ``registry.by_id``, ``registry.by_cmnd``, ``registry.households``,
 ``registry.head_of(id)``, ``registry.members_of(id)``.
@@ -62,6 +75,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import re
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -72,13 +86,15 @@ from mocks.faults import install_faults
 from mocks.population import operations, soap
 from mocks.population.seed import Registry, build_registry
 
-__all__ = ["PopulationSettings", "Registry", "create_app"]
+__all__ = ["FAULTS_ENV_VAR", "PopulationSettings", "Registry", "create_app"]
 
 _log = logging.getLogger(__name__)
 
 _XML = "text/xml; charset=utf-8"
 _XSDS = {"dancu-request": "dancu-request.xsd", "dancu-response": "dancu-response.xsd"}
 _WSDL_SOAP = "http://schemas.xmlsoap.org/wsdl/soap/"
+#: Start-up fault rules for this mock alone, tried before the shared ``LGSP_MOCK_FAULTS``.
+FAULTS_ENV_VAR = "LGSP_MOCK_FAULTS_POPULATION"
 
 
 class PopulationSettings(BaseModel):
@@ -111,7 +127,7 @@ def create_app(settings: PopulationSettings | None = None) -> FastAPI:
     async def describe(request: Request) -> Response:
         """The WSDL (``?wsdl``) or one of its schemas (``?xsd=dancu-request|dancu-response``)."""
         if "wsdl" in request.query_params:
-            return Response(_wsdl_for(wsdl, str(request.url.replace(query=""))), media_type=_XML)
+            return Response(_wsdl_for(wsdl, _soap_location(request)), media_type=_XML)
         xsd = xsds.get(request.query_params.get("xsd", ""))
         if xsd is not None:
             return Response(xsd, media_type=_XML)
@@ -147,7 +163,8 @@ def create_app(settings: PopulationSettings | None = None) -> FastAPI:
             "data_time": settings.data_time,
         }
 
-    install_faults(app)  # fault injection, off until rules are set
+    # Fault injection, off until rules are set (LGSP_MOCK_FAULTS_POPULATION, LGSP_MOCK_FAULTS).
+    install_faults(app, env_var=FAULTS_ENV_VAR)
     return app
 
 
@@ -175,6 +192,29 @@ def _check_action(header: str | None, name: str) -> None:
         raise soap.SoapFault(
             "DC-400-ACTION", f"SOAPAction {action!r} không khớp thao tác {soap.DC}/{name}"
         )
+
+
+_FORWARDED_HOST = re.compile(r"[A-Za-z0-9.\-]+(:[0-9]{1,5})?|\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?")
+_FORWARDED_PREFIX = re.compile(r"(/[A-Za-z0-9._~%!$&'()*+,;=:@\-]+)*/?")
+
+
+def _forwarded(request: Request, name: str) -> str:
+    """The first value of an ``X-Forwarded-*`` header, or ``""``."""
+    return request.headers.get(name, "").split(",", 1)[0].strip()
+
+
+def _soap_location(request: Request) -> str:
+    """Where clients should post: the proxy's URL when one forwarded the request, else ours."""
+    host = _forwarded(request, "x-forwarded-host")
+    if not _FORWARDED_HOST.fullmatch(host):
+        return str(request.url.replace(query=""))
+    proto = _forwarded(request, "x-forwarded-proto").lower()
+    if proto not in ("http", "https"):
+        proto = request.url.scheme
+    prefix = _forwarded(request, "x-forwarded-prefix")
+    if not _FORWARDED_PREFIX.fullmatch(prefix):
+        prefix = ""
+    return f"{proto}://{host}{prefix.rstrip('/')}{request.url.path}"
 
 
 def _wsdl_for(template: etree._Element, location: str) -> bytes:

@@ -12,6 +12,12 @@ Checks run in this order, the first failure answering: elements outside the requ
 (``DC-400-SCHEMA``), ``MaYeuCau`` (``DC-400-MAYEUCAU``), a key (``DC-400-KEY``), the key's shape
 (``DC-400-ID``), the birth date's shape (``DC-400-DATE``), then the whole request against
 ``dancu-request.xsd`` (``DC-400-SCHEMA``: order, unknown or missing elements).
+
+Replies (namespace ``http://www.mic.gov.vn/dancu/1.0``) are the one element soap:Body carries:
+``dl:CongdanCollection`` itself for TraCuuThongTinCongDan, XacMinhThongTinChuHo and
+CungCapThongTinHoGiaDinh (PLATFORMS.md: "Body/CongdanCollection"; the three WSDL output
+messages share that global element), ``dl:KetQuaXacThucResponse{TonTai}`` for the three
+verifications.
 """
 
 from __future__ import annotations
@@ -223,17 +229,15 @@ def citizen_element(parent: etree._Element, person: Citizen, registry: Registry)
     _sub(element, "SoSoHoKhau", person.household_book)
 
 
-def _collection(
-    reply: str, people: list[Citizen], registry: Registry, data_time: str
-) -> etree._Element:
-    root = etree.Element(f"{{{DL}}}{reply}", nsmap={"dl": DL})
-    collection = _sub(root, "CongdanCollection")
+def _collection(people: list[Citizen], registry: Registry, data_time: str) -> etree._Element:
+    """``dl:CongdanCollection``, the whole reply: soap:Body holds it directly."""
+    collection = etree.Element(f"{{{DL}}}CongdanCollection", nsmap={"dl": DL})
     collection.set("SoCongDan", str(len(people)))
     collection.set("GhiChu", FOUND if people else NOT_FOUND)
     collection.set("ThoiDiemDuLieu", data_time)
     for person in people:
         citizen_element(collection, person, registry)
-    return root
+    return collection
 
 
 def _verdict(exists: bool) -> etree._Element:
@@ -251,7 +255,7 @@ def tra_cuu(query: Query, registry: Registry, data_time: str) -> etree._Element:
     """TraCuuThongTinCongDan: the citizen the keys name, if every given fact matches."""
     person = find_person(query, registry)
     found = [person] if person else []
-    return _collection("TraCuuThongTinCongDanResponse", found, registry, data_time)
+    return _collection(found, registry, data_time)
 
 
 def xac_thuc(query: Query, registry: Registry, data_time: str) -> etree._Element:
@@ -264,14 +268,14 @@ def chu_ho(query: Query, registry: Registry, data_time: str) -> etree._Element:
     person = find_person(query, registry)
     head = registry.head_of(person.id) if person else None
     found = [head] if head else []
-    return _collection("XacMinhThongTinChuHoResponse", found, registry, data_time)
+    return _collection(found, registry, data_time)
 
 
 def ho_gia_dinh(query: Query, registry: Registry, data_time: str) -> etree._Element:
     """CungCapThongTinHoGiaDinh: every member of the person's household, the head first."""
     person = find_person(query, registry)
     members = registry.members_of(person.id) if person else []
-    return _collection("CungCapThongTinHoGiaDinhResponse", members, registry, data_time)
+    return _collection(members, registry, data_time)
 
 
 def noi_o(query: Query, registry: Registry, data_time: str) -> etree._Element:
