@@ -9,6 +9,7 @@ is, outermost first: request id, error envelope, then FastAPI's routing.
 from __future__ import annotations
 
 import functools
+import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
@@ -33,12 +34,16 @@ from bus.errors import (
 )
 from bus.gateway import Gateway, build_gateway
 from bus.health import Readiness
-from bus.logging import configure_logging
+from bus.logging import configure_logging, get_logger
 from bus.metaservices import build_openapi, describe_service, list_services
 from bus.middleware import ErrorEnvelopeMiddleware, RequestIdMiddleware
+from bus.oauth import token_endpoint
 from bus.pipeline import field_errors_from, handle_call
 from bus.registry import AdapterRegistry, discover
 from bus.security import Security
+from bus.security.auth import LocalRateLimiter, RightsPolicy, StoreAuthenticator
+from bus.security.credentials import TokenSigner
+from bus.security.store import ConsumerStore, SqliteConsumerStore
 from bus.settings import Settings
 from schemas.envelope import Envelope
 
@@ -99,8 +104,17 @@ def create_app(
     loaded = load_config(settings.config)
     gw = build_gateway(settings, loaded, registry or discover(), environ=environ)
     gw.transport = transport
+    store: ConsumerStore | None = None
+    if settings.auth == "open":
+        get_logger().warning(
+            "LGSP_AUTH=open: every caller is anonymous with every right; never expose this bus"
+        )
+        gw.security = Security()
+    else:
+        store = SqliteConsumerStore(settings.store_path)
     if security is not None:
         gw.security = security
+    signer: TokenSigner | None = None
     if recorder is not None:
         gw.recorder = recorder
     if clock is not None:
@@ -112,11 +126,22 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        nonlocal signer
+        if store is not None:
+            signer = await make_signer(settings, store)
+            if security is None:
+                gw.security = Security(
+                    StoreAuthenticator(store, signer, gw.clock),
+                    RightsPolicy(),
+                    LocalRateLimiter(gw.clock),
+                )
         await gw.start()
         try:
             yield
         finally:
             await gw.stop()
+            if store is not None:
+                await store.close()
 
     app = FastAPI(
         title="LGSP integration bus",
@@ -148,7 +173,11 @@ def create_app(
         response_model=Envelope,
     )
     async def services(request: Request) -> Response:
-        return _envelope(request, list_services(gw))
+        try:
+            consumer = await gw.security.authenticator.identify(request.headers)
+        except BusError as exc:
+            return _error(request, exc)
+        return _envelope(request, list_services(gw, consumer))
 
     @app.get(
         "/v1/services/{service}",
@@ -158,10 +187,53 @@ def create_app(
         responses={404: {"model": Envelope, "description": "client.unknown_service envelope"}},
     )
     async def service(request: Request, service: str) -> Response:
+        try:
+            consumer = await gw.security.authenticator.identify(request.headers)
+        except BusError as exc:
+            return _error(request, exc, service)
         svc = gw.services.get(service)
-        if svc is None:
+        visible = svc is not None and any(consumer.may_call(service, op) for op in svc.operations)
+        if svc is None or not visible:  # a service the consumer may not use is not shown
             return _error(request, UnknownService(f"no service named {service!r}"), service)
-        return _envelope(request, described(svc), service)
+        described_ = dict(described(svc))
+        described_["operations"] = [
+            op for op in described_["operations"] if consumer.may_call(service, op["name"])
+        ]
+        return _envelope(request, described_, service)
+
+    @app.post(
+        "/v1/token",
+        tags=["security"],
+        summary="OAuth 2.0 client credentials: a short-lived access token (RFC 6749 §4.4)",
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/x-www-form-urlencoded": {
+                        "schema": {
+                            "type": "object",
+                            "required": ["grant_type"],
+                            "properties": {
+                                "grant_type": {"const": "client_credentials"},
+                                "scope": {"type": "string"},
+                                "client_id": {"type": "string"},
+                                "client_secret": {"type": "string"},
+                            },
+                        }
+                    }
+                }
+            }
+        },
+    )
+    async def token(request: Request) -> Response:
+        if store is None or signer is None:
+            return JSONResponse(
+                {
+                    "error": "invalid_request",
+                    "error_description": "LGSP_AUTH=open issues no tokens",
+                },
+                status_code=400,
+            )
+        return await token_endpoint(request, store, signer, gw.clock)
 
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
@@ -222,6 +294,17 @@ def _cached_openapi(app: FastAPI, gw: Gateway) -> dict[str, Any]:
     if app.openapi_schema is None:
         app.openapi_schema = build_openapi(app, gw)
     return app.openapi_schema
+
+
+async def make_signer(settings: Settings, store: ConsumerStore) -> TokenSigner:
+    """The access-token signer: LGSP_TOKEN_SIGNING_KEY, or a key created once in the store."""
+    if settings.token_signing_key is not None:
+        key = settings.token_signing_key.get_secret_value()
+    else:
+        key = await store.bus_secret("token_signing_key", lambda: secrets.token_urlsafe(48))
+    return TokenSigner(
+        key.encode(), settings.token_issuer, settings.token_audience, settings.token_lifetime
+    )
 
 
 def app_from_env() -> FastAPI:

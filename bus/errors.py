@@ -124,6 +124,7 @@ class BusError(Exception):
         retry_after: float | None = None,
         detail: dict[str, Any] | None = None,
         request_id: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> None:
         self.message = message or self.spec.summary
         self.field_errors = list(field_errors or [])
@@ -133,6 +134,8 @@ class BusError(Exception):
             self.retry_after = min(max(retry_after, 0.0), 86_400.0)
         self.detail = dict(detail or {})
         self.request_id = request_id
+        #: Extra reply headers (e.g. RateLimit-*, WWW-Authenticate); never secrets.
+        self.headers = dict(headers or {})
         super().__init__(self.message)
 
     @property

@@ -17,6 +17,7 @@ from pydantic.json_schema import models_json_schema
 
 from bus.errors import CATALOGUE
 from bus.gateway import Gateway, ServiceRuntime
+from bus.security import Consumer
 from schemas.envelope import Envelope
 
 __all__ = ["build_openapi", "describe_service", "list_services"]
@@ -36,8 +37,17 @@ def _summary(svc: ServiceRuntime) -> dict[str, Any]:
     }
 
 
-def list_services(gw: Gateway) -> list[dict[str, Any]]:
-    return [_summary(svc) for svc in gw.services.values()]
+def list_services(gw: Gateway, consumer: Consumer) -> list[dict[str, Any]]:
+    """The services and operations ``consumer`` may call, and only those."""
+    out = []
+    for svc in gw.services.values():
+        summary = _summary(svc)
+        summary["operations"] = [
+            op for op in summary["operations"] if consumer.may_call(svc.name, op["name"])
+        ]
+        if summary["operations"]:
+            out.append(summary)
+    return out
 
 
 def describe_service(svc: ServiceRuntime) -> dict[str, Any]:

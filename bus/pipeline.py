@@ -12,6 +12,7 @@ with the request id, its stack trace kept in the server log only.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -75,6 +76,7 @@ class Call:
     consumer: Consumer = ANONYMOUS
     outcome: Outcome = field(default_factory=Outcome)
     request_bytes: int = 0
+    reply_headers: dict[str, str] = field(default_factory=dict)
     upstream_exchanges: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -110,8 +112,9 @@ async def authorise(gw: Gateway, consumer: Consumer, target: Target) -> None:
     await gw.security.policy.authorise(consumer, target.service.name, target.spec.name)
 
 
-async def limit(gw: Gateway, consumer: Consumer, target: Target) -> None:
-    await gw.security.limiter.limit(consumer, target.service.name, target.spec.name)
+async def limit(gw: Gateway, consumer: Consumer, target: Target) -> Mapping[str, str]:
+    """The RateLimit-* headers for the reply; raises RateLimited when over a limit."""
+    return await gw.security.limiter.limit(consumer, target.service.name, target.spec.name)
 
 
 # -- 4: validate ---------------------------------------------------------------------------
@@ -279,9 +282,11 @@ async def record(gw: Gateway, call: Call, status: int, error: BusError | None, s
 
 
 def respond(body: bytes, status: int, call: Call, error: BusError | None) -> Response:
-    headers = {"X-Request-ID": call.request_id}
-    if error is not None and error.retry_after is not None:
-        headers["Retry-After"] = str(max(1, round(error.retry_after)))
+    headers = {**call.reply_headers, "X-Request-ID": call.request_id}
+    if error is not None:
+        headers.update(error.headers)
+        if error.retry_after is not None:
+            headers["Retry-After"] = str(max(1, math.ceil(error.retry_after)))
     return Response(body, status_code=status, headers=headers, media_type="application/json")
 
 
@@ -307,7 +312,7 @@ async def handle_call(gw: Gateway, request: Request, service: str, operation: st
         call.consumer = await identify(gw, request)  # 1
         target = resolve(gw, service, operation)
         await authorise(gw, call.consumer, target)  # 2
-        await limit(gw, call.consumer, target)  # 3
+        call.reply_headers.update(await limit(gw, call.consumer, target))  # 3
         body = await read_body(request, gw.settings.max_body_bytes)
         call.request_bytes = len(body)
         payload = validate(body, target)  # 4

@@ -41,6 +41,26 @@ class Settings(BaseSettings):
         default="aiohttp",
         description="Transport of the shared httpx client; see bench/http_transports.py.",
     )
+    auth: Literal["required", "open"] = Field(
+        default="required",
+        description="required: every call needs a consumer credential. open: every caller is "
+        "the anonymous consumer with every right (development only; logged loudly).",
+    )
+    store_path: Path = Field(
+        default=Path("lgsp.db"), description="SQLite file of the embedded store (consumers...)."
+    )
+    token_signing_key: SecretStr | None = Field(
+        default=None,
+        description="HS256 key (>= 32 bytes) of the bus's access tokens; default: one created "
+        "once and kept in the store, shared by every process of the deployment.",
+    )
+    token_lifetime: int = Field(default=300, ge=30, le=86_400, description="Access token life (s).")
+    token_issuer: str = Field(default="lgsp-bus", description="`iss` of the access tokens.")
+    token_audience: str = Field(default="lgsp-bus", description="`aud` the gateway accepts.")
+    admin_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer credential of the admin API (/v1/admin); unset: the API is disabled.",
+    )
     digest_key: SecretStr | None = Field(
         default=None,
         description="Key of the HMAC digests of raw upstream messages in exchange records; "

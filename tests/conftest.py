@@ -51,9 +51,19 @@ def write_config(tmp_path: Path) -> Callable[[str], Path]:
 
 
 @pytest.fixture
-def settings_for(write_config: Callable[[str], Path]) -> Callable[..., Settings]:
+def settings_for(write_config: Callable[[str], Path], tmp_path: Path) -> Callable[..., Settings]:
+    """Settings for a bus.yaml text. Security is open unless a test asks for
+    ``auth="required"``: tests about other stages need no credentials."""
+
     def make(text: str, **overrides: Any) -> Settings:
-        return Settings(config=write_config(text), log_level="debug", **overrides)
+        values: dict[str, Any] = {
+            "config": write_config(text),
+            "log_level": "debug",
+            "auth": "open",
+            "store_path": tmp_path / "lgsp.db",
+        }
+        values.update(overrides)
+        return Settings(**values)
 
     return make
 

@@ -67,11 +67,12 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def served(write_config: Callable[[str], Path]) -> Iterator[str]:
+def served(write_config: Callable[[str], Path], tmp_path: Path) -> Iterator[str]:
     """`lgsp serve` started as a user would, on a free loopback port."""
     port = _free_port()
     lgsp = Path(sys.executable).with_name("lgsp")
     env = {k: v for k, v in os.environ.items() if not k.startswith("LGSP_")}
+    env |= {"LGSP_AUTH": "open", "LGSP_STORE_PATH": str(tmp_path / "lgsp.db")}
     proc = subprocess.Popen(
         [str(lgsp), "serve", "--config", str(write_config(ECHO)), "--port", str(port)],
         env=env,

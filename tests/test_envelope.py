@@ -93,14 +93,14 @@ async def test_each_error_code_reaches_the_caller_as_an_envelope(
 async def test_retry_after_header_on_retryable_errors(
     faulty_registry: AdapterRegistry, settings_for: Callable[..., Settings]
 ) -> None:
-    """A rate-limited answer carries Retry-After in whole seconds."""
+    """A rate-limited answer carries Retry-After in whole seconds, rounded up."""
     app = create_app(settings_for(FAULTY_YAML), registry=faulty_registry)
     async with running(app) as client:
         reply = await client.post(
             "/v1/services/faulty/raise", json={"code": "client.rate_limited", "retry_after": 2.4}
         )
     assert reply.status_code == 429
-    assert reply.headers["retry-after"] == "2"
+    assert reply.headers["retry-after"] == "3"
 
 
 async def test_crash_is_bus_internal_without_stack_trace(

@@ -1,0 +1,125 @@
+"""Operator actions on consumers, shared by the CLI (``lgsp consumers``, ``lgsp keys``) and the
+admin API: create, list, show, suspend, activate, grant, revoke, set limits, rotate the secret,
+create and revoke API keys. Secrets and keys are returned once, here, and never stored in clear.
+
+Rights are written ``service/operation`` (``population/citizen.lookup``) or ``service/*`` for
+every operation of a service.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+
+from bus.security.credentials import (
+    hash_api_secret,
+    hash_client_secret,
+    new_api_key,
+    new_client_secret,
+)
+from bus.security.store import ApiKeyRecord, ConsumerRecord, ConsumerStore, Limits, StoreError
+
+__all__ = ["CONSUMER_ID", "Consumers", "parse_right"]
+
+CONSUMER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
+_RIGHT = re.compile(r"^([a-z][a-z0-9_-]{0,62})/([A-Za-z0-9._-]{1,100}|\*)$")
+
+
+def parse_right(text: str) -> tuple[str, str]:
+    """``"population/citizen.lookup"`` -> ``("population", "citizen.lookup")``."""
+    match = _RIGHT.fullmatch(text.strip())
+    if match is None:
+        raise StoreError(f"{text!r} is not a right: write service/operation or service/*")
+    return match.group(1), match.group(2)
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class Consumers:
+    def __init__(self, store: ConsumerStore) -> None:
+        self.store = store
+
+    async def create(
+        self,
+        consumer_id: str,
+        name: str,
+        agency: str | None = None,
+        rights: list[str] | None = None,
+        limits: Limits | None = None,
+    ) -> tuple[ConsumerRecord, str]:
+        """A new active consumer and its client secret (shown once)."""
+        if not CONSUMER_ID.fullmatch(consumer_id):
+            raise StoreError(
+                f"{consumer_id!r} is not a valid consumer id: 2-63 of a-z, 0-9, '.', '_', '-'"
+            )
+        if not name.strip():
+            raise StoreError("a consumer needs a display name")
+        record = ConsumerRecord(
+            id=consumer_id,
+            name=name.strip(),
+            agency=agency,
+            rights=frozenset(parse_right(r) for r in rights or []),
+            limits=limits or Limits(),
+        )
+        secret = new_client_secret()
+        await self.store.add(record, hash_client_secret(secret))
+        return await self.get(consumer_id), secret
+
+    async def get(self, consumer_id: str) -> ConsumerRecord:
+        record = await self.store.get(consumer_id)
+        if record is None:
+            raise StoreError(f"no consumer with id {consumer_id!r}")
+        return record
+
+    async def list_all(self) -> list[ConsumerRecord]:
+        return await self.store.list_all()
+
+    async def set_status(self, consumer_id: str, active: bool) -> ConsumerRecord:
+        record = replace(await self.get(consumer_id), status="active" if active else "suspended")
+        await self.store.update(record)
+        return record
+
+    async def grant(self, consumer_id: str, right: str) -> ConsumerRecord:
+        record = await self.get(consumer_id)
+        record = replace(record, rights=record.rights | {parse_right(right)})
+        await self.store.update(record)
+        return record
+
+    async def revoke(self, consumer_id: str, right: str) -> ConsumerRecord:
+        record = await self.get(consumer_id)
+        wanted = parse_right(right)
+        if wanted not in record.rights:
+            raise StoreError(f"consumer {consumer_id!r} does not hold the right {right!r}")
+        record = replace(record, rights=record.rights - {wanted})
+        await self.store.update(record)
+        return record
+
+    async def set_limits(self, consumer_id: str, limits: Limits) -> ConsumerRecord:
+        record = replace(await self.get(consumer_id), limits=limits)
+        await self.store.update(record)
+        return record
+
+    async def rotate_secret(self, consumer_id: str) -> str:
+        """A new client secret (shown once); the old one stops working at once."""
+        await self.get(consumer_id)
+        secret = new_client_secret()
+        await self.store.set_secret_hash(consumer_id, hash_client_secret(secret))
+        return secret
+
+    async def create_key(self, consumer_id: str) -> tuple[str, ApiKeyRecord]:
+        """A new API key (the full key is shown once) and its record."""
+        await self.get(consumer_id)
+        full, key_id, secret = new_api_key()
+        record = ApiKeyRecord(key_id, consumer_id, hash_api_secret(secret), _now())
+        await self.store.add_key(record)
+        return full, record
+
+    async def revoke_key(self, key_id: str) -> None:
+        await self.store.revoke_key(key_id, _now())
+
+    async def keys(self, consumer_id: str) -> list[ApiKeyRecord]:
+        await self.get(consumer_id)
+        return await self.store.keys_of(consumer_id)
