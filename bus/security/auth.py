@@ -76,6 +76,7 @@ class StoreAuthenticator:
     ) -> None:
         self._store = store
         self._signer = signer
+        self._clock = clock
         self._consumers = _TtlCache(clock, cache_seconds)
         self._keys = _TtlCache(clock, cache_seconds)
 
@@ -103,7 +104,7 @@ class StoreAuthenticator:
         api_key = headers.get("x-api-key")
         if scheme.lower() == "bearer" and credential.strip():
             try:
-                claims = self._signer.verify(credential.strip())
+                claims = self._signer.verify(credential.strip(), self._clock.now().timestamp())
             except TokenError as exc:
                 raise Unauthenticated(str(exc), headers=_CHALLENGE) from None
             return await self._consumer(claims.consumer_id, claims.scopes)
