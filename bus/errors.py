@@ -13,6 +13,7 @@ The codes are split the way X-Road splits its faults: who has to act?
     │   ├── NotFound                     client.not_found            404
     │   ├── MethodNotAllowed             client.method_not_allowed   405
     │   ├── PayloadTooLarge              client.payload_too_large    413
+    │   ├── UnsupportedMediaType         client.unsupported_media_type 415
     │   └── RateLimited                  client.rate_limited         429
     ├── UpstreamError            the national platform failed or refused
     │   ├── UpstreamRejected             upstream.rejected           422
@@ -51,6 +52,7 @@ __all__ = [
     "Unauthenticated",
     "UnknownOperation",
     "UnknownService",
+    "UnsupportedMediaType",
     "UpstreamBadResponse",
     "UpstreamError",
     "UpstreamFault",
@@ -87,6 +89,7 @@ CATALOGUE: dict[str, ErrorSpec] = {
         _spec("client.not_found", 404, False, "No route of the bus matches this path."),
         _spec("client.method_not_allowed", 405, False, "The route exists for another method."),
         _spec("client.payload_too_large", 413, False, "The request body exceeds the limit."),
+        _spec("client.unsupported_media_type", 415, False, "The body must be JSON."),
         _spec("client.rate_limited", 429, True, "The consumer exceeded its rate or quota."),
         _spec("upstream.rejected", 422, False, "The national platform refused the request."),
         _spec("upstream.fault", 502, False, "The national platform answered with a fault."),
@@ -190,6 +193,10 @@ class MethodNotAllowed(ClientError):
 
 class PayloadTooLarge(ClientError):
     code = "client.payload_too_large"
+
+
+class UnsupportedMediaType(ClientError):
+    code = "client.unsupported_media_type"
 
 
 class RateLimited(ClientError):

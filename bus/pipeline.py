@@ -11,7 +11,6 @@ with the request id, its stack trace kept in the server log only.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from datetime import datetime
 from typing import Any
 
 import httpx
+import pydantic_core
 import structlog
 from pydantic import BaseModel, ValidationError
 from starlette.requests import ClientDisconnect, Request
@@ -35,6 +35,7 @@ from bus.errors import (
     PayloadTooLarge,
     UnknownOperation,
     UnknownService,
+    UnsupportedMediaType,
     UpstreamBadResponse,
     error_envelope,
 )
@@ -120,8 +121,18 @@ async def limit(gw: Gateway, consumer: Consumer, target: Target) -> Mapping[str,
 # -- 4: validate ---------------------------------------------------------------------------
 
 
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "application/json").split(";")[0].strip().lower()
+    return media == "application/json" or (
+        media.startswith("application/") and media.endswith("+json")
+    )
+
+
 async def read_body(request: Request, max_bytes: int) -> bytes:
-    """The request body, refused as soon as it is known to exceed ``max_bytes``."""
+    """The request body, refused as soon as it is known to exceed ``max_bytes``, or when it
+    is declared as anything but JSON."""
+    if not _is_json(request.headers.get("content-type")):
+        raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
     declared = request.headers.get("content-length")
     if (
         declared is not None
@@ -178,10 +189,11 @@ def field_errors_from(
     Errors about the same field (one per union member) are merged. Only the location, message
     and type are kept: the refused value itself may be personal data.
     """
+    errors = list(errors)
     data: Any = _UNPARSED
-    if body is not None:
-        try:
-            data = json.loads(body)
+    if body is not None and not any(err["type"] == "json_invalid" for err in errors):
+        try:  # jiter, like the validation itself: bounded depth, never a RecursionError
+            data = pydantic_core.from_json(body)
         except ValueError:
             data = _UNPARSED
     merged: dict[str, FieldError] = {}

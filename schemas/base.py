@@ -4,14 +4,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-__all__ = ["CanonicalModel"]
+__all__ = ["MAX_STRING", "CanonicalModel"]
+
+#: Default longest string in a canonical model (characters).
+MAX_STRING = 10_000
 
 
 class CanonicalModel(BaseModel):
     """Base class for operation inputs and outputs.
 
-    Unknown fields are refused (a misspelt field must not be silently ignored), and surrounding
-    whitespace is stripped from text.
+    Unknown fields are refused (a misspelt field must not be silently ignored), surrounding
+    whitespace is stripped from text, and no string may be longer than ``MAX_STRING`` unless a
+    model says otherwise (a document with attachments, say).
     """
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=MAX_STRING)

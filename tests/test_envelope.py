@@ -31,6 +31,7 @@ EXPECTED = {
     "client.not_found": (404, False),
     "client.method_not_allowed": (405, False),
     "client.payload_too_large": (413, False),
+    "client.unsupported_media_type": (415, False),
     "client.rate_limited": (429, True),
     "upstream.rejected": (422, False),
     "upstream.fault": (502, False),
@@ -308,3 +309,32 @@ async def test_http_niceties(settings_for: Callable[..., Settings]) -> None:
     assert wrong.headers["allow"] == "POST"
     assert slash.status_code == 404
     assert slash.json()["error"]["code"] == "client.not_found"
+
+
+async def test_hostile_bodies_get_clear_answers(settings_for: Callable[..., Settings]) -> None:
+    """A non-JSON content type is 415; JSON nested 10,000 deep and a 20,000-character string
+    are client.bad_request naming where; none of them is a 500."""
+    app = create_app(settings_for("version: 1\nservices:\n  echo: {adapter: echo}\n"))
+    deep = b'{"message": ' + b"[" * 10_000 + b"]" * 10_000 + b"}"
+    async with running(app) as client:
+        form = await client.post("/v1/services/echo/echo", data={"message": "hi"})
+        xml = await client.post(
+            "/v1/services/echo/echo", content=b"<m/>", headers={"content-type": "text/xml"}
+        )
+        nested = await client.post(
+            "/v1/services/echo/echo", content=deep, headers={"content-type": "application/json"}
+        )
+        long = await client.post("/v1/services/echo/echo", json={"message": "x" * 20_000})
+        vendor = await client.post(
+            "/v1/services/echo/echo",
+            content=b'{"message": "hi"}',
+            headers={"content-type": "application/vnd.lgsp+json; charset=utf-8"},
+        )
+    assert form.status_code == 415
+    assert form.json()["error"]["code"] == "client.unsupported_media_type"
+    assert xml.status_code == 415
+    assert nested.status_code == 400
+    assert nested.json()["error"]["field_errors"][0]["field"] == "body"
+    assert long.status_code == 400
+    assert long.json()["error"]["field_errors"][0]["field"] == "message"
+    assert vendor.status_code == 200
