@@ -93,3 +93,45 @@ def example_plugin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[
         monkeypatch,
     )
     return discover()
+
+
+# -- no secret or personal id in the logs of the whole run ------------------------------------
+#
+# Tests register the secrets and personal data they use (``sensitive`` fixture); every test's
+# captured output (stdout, stderr, log records) is scanned when its report is made, and the run
+# fails at the end if any registered value appeared in clear. The values are kept for the whole
+# session, so a value registered by one test is also looked for in every later test's logs.
+
+SENSITIVE: set[str] = set()
+LEAKS: list[str] = []
+
+
+@pytest.fixture
+def sensitive() -> Callable[[str], str]:
+    """Register a value that must never appear in clear in any log of this run; returns it."""
+
+    def register(value: str) -> str:
+        if len(value) >= 6:  # shorter values would match by accident
+            SENSITIVE.add(value)
+        return value
+
+    return register
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if not SENSITIVE or report.failed:  # a failing test's own assertion text may quote values
+        return
+    captured = "\n".join(text for _, text in report.sections)
+    for value in SENSITIVE:
+        if value in captured:
+            LEAKS.append(f"{report.nodeid} ({report.when}): a registered value in the logs")
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if LEAKS:
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line("secrets or personal ids found in captured logs:", red=True)
+            for leak in sorted(set(LEAKS)):
+                reporter.write_line(f"  {leak}", red=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED

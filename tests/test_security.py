@@ -32,6 +32,22 @@ PARCEL_URL = "https://parcels.example.test/api/parcels/12-0034"
 SCOPE = frozenset({"land/*"})
 
 
+class SensitiveConsumers(Consumers):
+    """Consumers whose every secret and key is registered as never to be logged."""
+
+    def __init__(self, store: SqliteConsumerStore, sensitive: Callable[[str], str]) -> None:
+        super().__init__(store)
+        self.sensitive = sensitive
+
+    async def create(self, *args: Any, **kwargs: Any) -> Any:
+        record, secret = await super().create(*args, **kwargs)
+        return record, self.sensitive(secret)
+
+    async def create_key(self, consumer_id: str) -> Any:
+        key, record = await super().create_key(consumer_id)
+        return self.sensitive(key), record
+
+
 class Bus:
     """A bus with required auth, its consumer store, and a respx upstream."""
 
@@ -45,7 +61,10 @@ class Bus:
 
 @pytest.fixture
 async def bus(
-    example_plugin: AdapterRegistry, settings_for: Callable[..., Settings], tmp_path: Path
+    example_plugin: AdapterRegistry,
+    settings_for: Callable[..., Settings],
+    tmp_path: Path,
+    sensitive: Callable[[str], str],
 ) -> AsyncIterator[Bus]:
     router = respx.MockRouter(assert_all_called=False)
     upstream = router.get(PARCEL_URL).respond(200, json={"id": "12-0034", "area": 5, "use": "ODT"})
@@ -59,7 +78,7 @@ async def bus(
         recorder=MemoryRecorder(),
         clock=StepClock(2_000_000_000),
     )
-    yield Bus(app, Consumers(store), upstream)
+    yield Bus(app, SensitiveConsumers(store, sensitive), upstream)
     await store.close()
 
 
@@ -77,12 +96,13 @@ async def lookup(client: httpx.AsyncClient, **headers: str) -> httpx.Response:
     )
 
 
-async def test_token_then_call(bus: Bus) -> None:
+async def test_token_then_call(bus: Bus, sensitive: Callable[[str], str]) -> None:
     """A consumer gets a token with HTTP Basic and calls an operation it holds."""
     _, secret = await bus.consumers.create("mot-cua", "Một cửa", "H01", ["land/parcel.get"])
     async with running(bus.app) as client:
         reply = await get_token(client, "mot-cua", secret)
         body = reply.json()
+        sensitive(body["access_token"])
         assert reply.status_code == 200
         assert reply.headers["cache-control"] == "no-store"
         assert body["token_type"] == "Bearer"
