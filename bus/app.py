@@ -22,6 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from adapters.base import Clock
+from bus.admin import admin_router
 from bus.audit import ExchangeRecorder
 from bus.config import load_config
 from bus.errors import (
@@ -42,6 +43,7 @@ from bus.pipeline import field_errors_from, handle_call
 from bus.registry import AdapterRegistry, discover
 from bus.security import Security
 from bus.security.auth import LocalRateLimiter, RightsPolicy, StoreAuthenticator
+from bus.security.consumers import Consumers
 from bus.security.credentials import TokenSigner
 from bus.security.store import ConsumerStore, SqliteConsumerStore
 from bus.settings import Settings
@@ -257,6 +259,14 @@ def create_app(
                 "upstreams": {s.service: s.as_json() for s in states},
             },
             status_code=code,
+        )
+
+    if store is not None:
+        consumers = Consumers(store)
+        app.include_router(
+            admin_router(lambda: consumers, settings.admin_token),
+            prefix="/v1/admin",
+            tags=["admin"],
         )
 
     # Load balancers probe with HEAD too.

@@ -4,23 +4,34 @@ lgsp serve                     run the gateway (uvicorn)
 lgsp services list             the services of bus.yaml and their operations
 lgsp adapters list             the installed adapters and the packages that provide them
 lgsp config check bus.yaml     validate a configuration without starting anything
+lgsp consumers ...             add, list, show, suspend, activate, grant, revoke, limits,
+                               rotate-secret: the consumers kept in the store (LGSP_STORE_PATH)
+lgsp keys ...                  create, revoke and list consumers' API keys
 """
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
+import sqlite3
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from bus.config import ConfigError, load_config
+from bus.errors import BusError
 from bus.gateway import Gateway, build_gateway
 from bus.registry import RegistryError, discover
+from bus.security.consumers import Consumers
+from bus.security.store import ApiKeyRecord, ConsumerRecord, Limits, SqliteConsumerStore, StoreError
 from bus.settings import Settings
 
 __all__ = ["app", "main"]
@@ -35,10 +46,18 @@ services_app = typer.Typer(help="Inspect the configured services.", no_args_is_h
 adapters_app = typer.Typer(help="Inspect the installed adapters.", no_args_is_help=True)
 config_app = typer.Typer(help="Work with bus.yaml.", no_args_is_help=True)
 mocks_app = typer.Typer(help="Run the national platform mocks.", no_args_is_help=True)
+consumers_app = typer.Typer(
+    help="Manage the consumers kept in the store ($LGSP_STORE_PATH).", no_args_is_help=True
+)
+keys_app = typer.Typer(help="Manage consumers' API keys.", no_args_is_help=True)
 app.add_typer(services_app, name="services")
 app.add_typer(mocks_app, name="mocks")
 app.add_typer(adapters_app, name="adapters")
 app.add_typer(config_app, name="config")
+app.add_typer(consumers_app, name="consumers")
+app.add_typer(keys_app, name="keys")
+
+T = TypeVar("T")
 
 out = Console()
 err = Console(stderr=True)
@@ -192,6 +211,388 @@ def mocks_serve(
         stack.wait()
     except KeyboardInterrupt:
         stack.stop()
+
+
+# --- consumers and API keys ------------------------------------------------------------------
+# The JSON views and the rights change are shared with the admin API (bus.admin); they are
+# imported where used because bus.admin pulls in FastAPI, which the other commands do not need.
+
+SHOWN_ONCE = (
+    "Shown once: the store keeps only a hash and cannot show it again. Store it now, "
+    "in the consumer's secret store."
+)
+JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+ConsumerId = Annotated[
+    str, typer.Argument(metavar="CONSUMER_ID", help="The consumer's id (its client id)")
+]
+
+
+def _refused(exc: StoreError | BusError) -> typer.Exit:
+    """Exit 2 with the reason (and each refused item); never a traceback."""
+    lines = [escape(str(exc))]
+    if isinstance(exc, BusError):
+        lines += [escape(f"  {f.field}: {f.reason}") for f in exc.field_errors]
+    err.print("[bold red]refused[/]\n" + "\n".join(lines), highlight=False, soft_wrap=True)
+    return typer.Exit(code=2)
+
+
+def _with_consumers(work: Callable[[Consumers], Awaitable[T]]) -> T:
+    """Run ``work`` on the store of ``LGSP_STORE_PATH`` and close the store."""
+    settings = _settings()
+
+    async def run() -> T:
+        store = SqliteConsumerStore(settings.store_path)
+        try:
+            return await work(Consumers(store))
+        finally:
+            await store.close()
+
+    try:
+        return asyncio.run(run())
+    except (StoreError, BusError) as exc:
+        raise _refused(exc) from exc
+    except (sqlite3.Error, OSError) as exc:
+        err.print(
+            f"[bold red]cannot use the store[/] {escape(str(settings.store_path))}: "
+            f"{escape(str(exc))}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(code=2) from exc
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
+
+
+def _limits_text(limits: Limits) -> str:
+    quota = "no daily quota" if limits.daily_quota is None else f"{limits.daily_quota}/day"
+    text = f"{limits.rate_per_second:g}/s, burst {limits.burst}, {quota}"
+    extra = ", ".join(f"{op} {n}/day" for op, n in sorted(limits.quotas.items()))
+    return f"{text}; {extra}" if extra else text
+
+
+def _limits_short(limits: Limits) -> str:
+    quota = "-" if limits.daily_quota is None else f"{limits.daily_quota}/day"
+    text = f"{limits.rate_per_second:g}/s, burst {limits.burst}, quota {quota}"
+    return f"{text}, +{len(limits.quotas)} per-op" if limits.quotas else text
+
+
+def _rights(record: ConsumerRecord) -> list[str]:
+    return sorted(f"{service}/{operation}" for service, operation in record.rights)
+
+
+def _print_summary(record: ConsumerRecord) -> None:
+    rights = ", ".join(_rights(record)) or "none"
+    out.print(
+        f"consumer {escape(record.id)} ({escape(record.name)}): {record.status}\n"
+        f"  rights: {escape(rights)}\n  limits: {escape(_limits_text(record.limits))}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+def _print_secret(label: str, secret: str) -> None:
+    # Plain echo: no markup, no wrapping, so the secret can be copied exactly.
+    typer.echo(f"{label}: {secret}")
+    err.print(f"[bold yellow]{SHOWN_ONCE}[/]", highlight=False, soft_wrap=True)
+
+
+def _keys_table(keys: list[ApiKeyRecord], title: str) -> Table:
+    table = Table(title=title)
+    for column in ("key id", "created", "status", "revoked"):
+        table.add_column(column, no_wrap=True)
+    for key in keys:
+        revoked = key.revoked_at is not None
+        table.add_row(
+            key.key_id,
+            key.created_at,
+            "[red]revoked[/]" if revoked else "active",
+            key.revoked_at or "",
+        )
+    return table
+
+
+def _positive_rate(value: float | None) -> float | None:
+    if value is not None and not value > 0:
+        raise typer.BadParameter("the rate must be above 0 calls per second")
+    return value
+
+
+RateOption = Annotated[
+    float | None,
+    typer.Option("--rate", help="Sustained calls per second (> 0)", callback=_positive_rate),
+]
+BurstOption = Annotated[int | None, typer.Option("--burst", min=1, help="Calls allowed at once")]
+DailyQuotaOption = Annotated[
+    int | None,
+    typer.Option("--daily-quota", min=0, help="Calls per operation per day [default: none]"),
+]
+
+
+@consumers_app.command("add")
+def consumers_add(
+    consumer_id: ConsumerId,
+    name: Annotated[str, typer.Option("--name", help="Display name")],
+    agency: Annotated[str | None, typer.Option("--agency", help="Agency code")] = None,
+    grant: Annotated[
+        list[str] | None,
+        typer.Option("--grant", help="A right, service/operation or service/*; repeatable"),
+    ] = None,
+    rate: RateOption = None,
+    burst: BurstOption = None,
+    daily_quota: DailyQuotaOption = None,
+    as_json: JsonOption = False,
+) -> None:
+    """Create a consumer and print its client secret, once."""
+    defaults = Limits()
+    limits = Limits(
+        rate_per_second=defaults.rate_per_second if rate is None else rate,
+        burst=defaults.burst if burst is None else burst,
+        daily_quota=daily_quota,
+    )
+
+    async def add(c: Consumers) -> tuple[ConsumerRecord, str]:
+        return await c.create(consumer_id, name, agency, grant or [], limits)
+
+    record, secret = _with_consumers(add)
+    if as_json:
+        from bus.admin import consumer_view
+
+        _print_json({"consumer": consumer_view(record, []), "client_secret": secret})
+        return
+    out.print("[bold green]created[/]", highlight=False)
+    _print_summary(record)
+    typer.echo(f"client id: {record.id}")
+    _print_secret("client secret", secret)
+
+
+@consumers_app.command("list")
+def consumers_list(as_json: JsonOption = False) -> None:
+    """Show every consumer with its status, rights and limits."""
+    records = _with_consumers(lambda c: c.list_all())
+    if as_json:
+        from bus.admin import consumer_view
+
+        _print_json([consumer_view(r) for r in records])
+        return
+    table = Table(title=f"Consumers ({len(records)})")
+    for column in ("id", "name", "agency", "status", "rights", "limits"):
+        table.add_column(column)
+    for r in records:
+        table.add_row(
+            escape(r.id),
+            escape(r.name),
+            escape(r.agency or ""),
+            r.status if r.active else f"[red]{r.status}[/]",
+            str(len(r.rights)),
+            escape(_limits_short(r.limits)),
+        )
+    out.print(table)
+
+
+@consumers_app.command("show")
+def consumers_show(consumer_id: ConsumerId, as_json: JsonOption = False) -> None:
+    """Show one consumer: every field, its rights and its API keys (never a secret or hash)."""
+
+    async def show(c: Consumers) -> tuple[ConsumerRecord, list[ApiKeyRecord]]:
+        return await c.get(consumer_id), await c.keys(consumer_id)
+
+    record, keys = _with_consumers(show)
+    if as_json:
+        from bus.admin import consumer_view
+
+        _print_json(consumer_view(record, keys))
+        return
+    fields = Table.grid(padding=(0, 2))
+    fields.add_column(style="bold")
+    fields.add_column()
+    limits = record.limits
+    for label, value in (
+        ("id", record.id),
+        ("name", record.name),
+        ("agency", record.agency or "-"),
+        ("status", record.status),
+        ("created", record.created_at),
+        ("rate", f"{limits.rate_per_second:g}/s, burst {limits.burst}"),
+        ("daily quota", "none" if limits.daily_quota is None else f"{limits.daily_quota}/day"),
+        *((f"quota {op}", f"{n}/day") for op, n in sorted(limits.quotas.items())),
+        ("rights", "\n".join(_rights(record)) or "none"),
+    ):
+        fields.add_row(label, escape(value))
+    out.print(fields)
+    out.print(_keys_table(keys, f"API keys ({len(keys)})"))
+
+
+def _set_status(consumer_id: str, active: bool) -> None:
+    record = _with_consumers(lambda c: c.set_status(consumer_id, active))
+    _print_summary(record)
+
+
+@consumers_app.command("suspend")
+def consumers_suspend(consumer_id: ConsumerId) -> None:
+    """Suspend a consumer: its calls are refused until it is activated again."""
+    _set_status(consumer_id, active=False)
+
+
+@consumers_app.command("activate")
+def consumers_activate(consumer_id: ConsumerId) -> None:
+    """Activate a suspended consumer."""
+    _set_status(consumer_id, active=True)
+
+
+RightsArgument = Annotated[
+    list[str],
+    typer.Argument(metavar="RIGHT", help="service/operation, or service/* for all its operations"),
+]
+
+
+@consumers_app.command("grant")
+def consumers_grant(consumer_id: ConsumerId, rights: RightsArgument) -> None:
+    """Grant rights; nothing is granted if any right is malformed."""
+    from bus.admin import change_rights
+
+    record = _with_consumers(lambda c: change_rights(c, consumer_id, rights, []))
+    _print_summary(record)
+
+
+@consumers_app.command("revoke")
+def consumers_revoke(consumer_id: ConsumerId, rights: RightsArgument) -> None:
+    """Revoke rights; nothing is revoked if any is malformed or not held."""
+    from bus.admin import change_rights
+
+    record = _with_consumers(lambda c: change_rights(c, consumer_id, [], rights))
+    _print_summary(record)
+
+
+def _quotas(entries: list[str]) -> dict[str, int | None]:
+    """``service/op=N`` sets a per-operation quota, ``service/op=none`` removes it."""
+    from bus.admin import check_quota_key
+
+    quotas: dict[str, int | None] = {}
+    for entry in entries:
+        key, sep, value = entry.partition("=")
+        try:
+            right = check_quota_key(key.strip())
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--quota") from exc
+        if not sep or not (value.strip().isdigit() or value.strip() == "none"):
+            raise typer.BadParameter(
+                f"{entry!r}: write service/operation=N (N >= 0) or service/operation=none",
+                param_hint="--quota",
+            )
+        quotas[right] = None if value.strip() == "none" else int(value)
+    return quotas
+
+
+@consumers_app.command("limits")
+def consumers_limits(
+    consumer_id: ConsumerId,
+    rate: RateOption = None,
+    burst: BurstOption = None,
+    daily_quota: DailyQuotaOption = None,
+    no_daily_quota: Annotated[
+        bool, typer.Option("--no-daily-quota", help="Remove the daily quota")
+    ] = False,
+    quota: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--quota",
+            help="service/operation=N: that operation's daily quota; =none removes it; repeatable",
+        ),
+    ] = None,
+) -> None:
+    """Change a consumer's limits; what is not given is kept. Without options, show them."""
+    if daily_quota is not None and no_daily_quota:
+        raise typer.BadParameter("give --daily-quota or --no-daily-quota, not both")
+    changes = _quotas(quota or [])
+
+    async def set_limits(c: Consumers) -> ConsumerRecord:
+        record = await c.get(consumer_id)
+        old = record.limits
+        quotas = {**old.quotas, **changes}
+        limits = Limits(
+            rate_per_second=old.rate_per_second if rate is None else rate,
+            burst=old.burst if burst is None else burst,
+            daily_quota=None
+            if no_daily_quota
+            else (old.daily_quota if daily_quota is None else daily_quota),
+            quotas={op: n for op, n in quotas.items() if n is not None},
+        )
+        if limits == old:
+            return record
+        return await c.set_limits(consumer_id, limits)
+
+    _print_summary(_with_consumers(set_limits))
+
+
+@consumers_app.command("rotate-secret")
+def consumers_rotate_secret(consumer_id: ConsumerId, as_json: JsonOption = False) -> None:
+    """Issue a new client secret, shown once; the old one stops working at once."""
+    secret = _with_consumers(lambda c: c.rotate_secret(consumer_id))
+    if as_json:
+        _print_json({"consumer_id": consumer_id, "client_secret": secret})
+        return
+    out.print(
+        f"new client secret for {escape(consumer_id)}; the old one no longer works",
+        highlight=False,
+        soft_wrap=True,
+    )
+    _print_secret("client secret", secret)
+
+
+@keys_app.command("create")
+def keys_create(consumer_id: ConsumerId, as_json: JsonOption = False) -> None:
+    """Create an API key for a consumer and print the full key, once."""
+    full, record = _with_consumers(lambda c: c.create_key(consumer_id))
+    if as_json:
+        from bus.admin import key_view
+
+        _print_json({"key": key_view(record), "api_key": full})
+        return
+    out.print(
+        f"API key {record.key_id} created for {escape(consumer_id)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    _print_secret("API key", full)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[
+        str, typer.Argument(metavar="KEY_ID", help="The key id (lgsp keys list CONSUMER_ID)")
+    ],
+) -> None:
+    """Revoke an API key: calls with it are refused from now on."""
+
+    async def revoke(c: Consumers) -> ApiKeyRecord:
+        key = await c.store.get_key(key_id)
+        if key is None:
+            raise StoreError(f"no API key with id {key_id!r}")
+        if key.revoked_at is not None:
+            raise StoreError(f"API key {key_id!r} was already revoked at {key.revoked_at}")
+        await c.revoke_key(key_id)
+        return await c.store.get_key(key_id) or key
+
+    key = _with_consumers(revoke)
+    out.print(
+        f"API key {escape(key.key_id)} of {escape(key.consumer_id)} revoked at {key.revoked_at}",
+        highlight=False,
+        soft_wrap=True,
+    )
+
+
+@keys_app.command("list")
+def keys_list(consumer_id: ConsumerId, as_json: JsonOption = False) -> None:
+    """List a consumer's API keys, revoked ones included (never the keys themselves)."""
+    keys = _with_consumers(lambda c: c.keys(consumer_id))
+    if as_json:
+        from bus.admin import key_view
+
+        _print_json([key_view(k) for k in keys])
+        return
+    out.print(_keys_table(keys, f"API keys of {escape(consumer_id)} ({len(keys)})"))
 
 
 def main() -> None:
