@@ -41,7 +41,7 @@ from starlette.responses import Response
 from bus.config import dotted
 from bus.errors import BadRequest, BusError, FieldError, NotFound, Unauthenticated, error_envelope
 from bus.middleware import request_id_of
-from bus.security.consumers import CONSUMER_ID, Consumers, parse_right
+from bus.security.consumers import CONSUMER_ID, Consumers, UnknownKey, parse_right
 from bus.security.store import ApiKeyRecord, ConsumerRecord, Limits, StoreError
 from schemas.base import CanonicalModel
 from schemas.envelope import Envelope
@@ -414,15 +414,13 @@ def admin_router(consumers: Callable[[], Consumers], admin_token: SecretStr | No
 
     @router.delete("/keys/{key_id}", summary="Revoke an API key", responses=documented)
     async def revoke_key(request: Request, key_id: str) -> Response:
-        c = consumers()
-        key = await c.store.get_key(key_id)
-        if key is None:
-            raise NotFound(f"no API key with id {key_id!r}")
-        if key.revoked_at is not None:
-            raise BadRequest(f"API key {key_id!r} was already revoked at {key.revoked_at}")
-        await c.revoke_key(key_id)
-        log.info("admin: API key revoked", consumer=key.consumer_id, key_id=key_id)
-        revoked = await c.store.get_key(key_id)
-        return _reply(request, key_view(revoked or key))
+        try:
+            revoked = await consumers().revoke_key(key_id)
+        except UnknownKey as exc:
+            raise NotFound(str(exc)) from None
+        except StoreError as exc:
+            raise BadRequest(str(exc)) from None
+        log.info("admin: API key revoked", consumer=revoked.consumer_id, key_id=key_id)
+        return _reply(request, key_view(revoked))
 
     return router

@@ -566,16 +566,7 @@ def keys_revoke(
 ) -> None:
     """Revoke an API key: calls with it are refused from now on."""
 
-    async def revoke(c: Consumers) -> ApiKeyRecord:
-        key = await c.store.get_key(key_id)
-        if key is None:
-            raise StoreError(f"no API key with id {key_id!r}")
-        if key.revoked_at is not None:
-            raise StoreError(f"API key {key_id!r} was already revoked at {key.revoked_at}")
-        await c.revoke_key(key_id)
-        return await c.store.get_key(key_id) or key
-
-    key = _with_consumers(revoke)
+    key = _with_consumers(lambda c: c.revoke_key(key_id))
     out.print(
         f"API key {escape(key.key_id)} of {escape(key.consumer_id)} revoked at {key.revoked_at}",
         highlight=False,

@@ -20,10 +20,14 @@ from bus.security.credentials import (
 )
 from bus.security.store import ApiKeyRecord, ConsumerRecord, ConsumerStore, Limits, StoreError
 
-__all__ = ["CONSUMER_ID", "Consumers", "parse_right"]
+__all__ = ["CONSUMER_ID", "Consumers", "UnknownKey", "parse_right"]
 
 CONSUMER_ID = re.compile(r"^[a-z0-9][a-z0-9._-]{1,62}$")
 _RIGHT = re.compile(r"^([a-z][a-z0-9_-]{0,62})/([A-Za-z0-9._-]{1,100}|\*)$")
+
+
+class UnknownKey(StoreError):
+    """The named API key does not exist."""
 
 
 def parse_right(text: str) -> tuple[str, str]:
@@ -117,8 +121,15 @@ class Consumers:
         await self.store.add_key(record)
         return full, record
 
-    async def revoke_key(self, key_id: str) -> None:
+    async def revoke_key(self, key_id: str) -> ApiKeyRecord:
+        """Revoke an API key; the revoked record. Unknown or already revoked keys are errors."""
+        key = await self.store.get_key(key_id)
+        if key is None:
+            raise UnknownKey(f"no API key with id {key_id!r}")
+        if key.revoked_at is not None:
+            raise StoreError(f"API key {key_id!r} was already revoked at {key.revoked_at}")
         await self.store.revoke_key(key_id, _now())
+        return await self.store.get_key(key_id) or key
 
     async def keys(self, consumer_id: str) -> list[ApiKeyRecord]:
         await self.get(consumer_id)
