@@ -22,7 +22,7 @@ from starlette.responses import JSONResponse
 
 from bus.clock import Clock
 from bus.security.credentials import TokenSigner, verify_client_secret
-from bus.security.store import ConsumerStore
+from bus.security.store import ConsumerStore, Rights, covers
 
 __all__ = ["MAX_TOKEN_REQUEST_BYTES", "token_endpoint"]
 
@@ -125,10 +125,6 @@ async def token_endpoint(
     )
 
 
-def _within(scope: str, rights: frozenset[tuple[str, str]]) -> bool:
+def _within(scope: str, rights: Rights) -> bool:
     service, _, operation = scope.partition("/")
-    if not operation:
-        return False
-    if operation == "*":
-        return (service, "*") in rights
-    return (service, operation) in rights or (service, "*") in rights
+    return bool(operation) and covers(rights, service, operation)

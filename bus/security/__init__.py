@@ -14,7 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from bus.security.store import Limits
+from bus.security.store import Limits, covers
 
 __all__ = [
     "ANONYMOUS",
@@ -45,7 +45,7 @@ class Consumer:
     def may_call(self, service: str, operation: str) -> bool:
         if self.rights is None:
             return True
-        return (service, operation) in self.rights or (service, "*") in self.rights
+        return covers(self.rights, service, operation)
 
 
 ANONYMOUS = Consumer(id="anonymous", name="Anonymous caller", authenticated=False)

@@ -11,25 +11,23 @@ The limiter is in-process (the embedded default); a shared implementation of
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Generic, TypeVar
 from zoneinfo import ZoneInfo
 
 from bus.clock import Clock
 from bus.errors import Forbidden, RateLimited, Unauthenticated
 from bus.security import Consumer
 from bus.security.credentials import TokenError, TokenSigner, parse_api_key, verify_api_secret
-from bus.security.store import ApiKeyRecord, ConsumerRecord, ConsumerStore
+from bus.security.store import ApiKeyRecord, ConsumerRecord, ConsumerStore, covers
 
 __all__ = ["LocalRateLimiter", "RightsPolicy", "StoreAuthenticator", "effective_rights"]
 
+V = TypeVar("V")
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="lgsp", error="invalid_token"'}
-
-
-def _covered(right: tuple[str, str], by: frozenset[tuple[str, str]]) -> bool:
-    return right in by or (right[0], "*") in by
 
 
 def effective_rights(
@@ -46,26 +44,31 @@ def effective_rights(
         if operation
     )
     return frozenset(
-        {r for r in rights if _covered(r, granted)} | {g for g in granted if _covered(g, rights)}
+        {r for r in rights if covers(granted, *r)} | {g for g in granted if covers(rights, *g)}
     )
 
 
-class _TtlCache:
-    def __init__(self, clock: Clock, seconds: float) -> None:
+class _TtlCache(Generic[V]):
+    """Store reads kept for a few seconds; only found records are kept (bounded in size)."""
+
+    def __init__(
+        self, clock: Clock, seconds: float, load: Callable[[str], Awaitable[V | None]]
+    ) -> None:
         self._clock = clock
         self._seconds = seconds
-        self._items: dict[str, tuple[float, object]] = {}
+        self._load = load
+        self._items: dict[str, tuple[float, V]] = {}
 
-    def get(self, key: str) -> object | None:
+    async def get(self, key: str) -> V | None:
         hit = self._items.get(key)
-        if hit is None or self._clock.monotonic() - hit[0] > self._seconds:
-            return None
-        return hit[1]
-
-    def put(self, key: str, value: object) -> None:
-        if len(self._items) > 10_000:  # a bound: unknown ids must not grow the cache for ever
-            self._items.clear()
-        self._items[key] = (self._clock.monotonic(), value)
+        if hit is not None and self._clock.monotonic() - hit[0] <= self._seconds:
+            return hit[1]
+        value = await self._load(key)
+        if value is not None:
+            if len(self._items) > 10_000:  # a bound: the cache must not grow for ever
+                self._items.clear()
+            self._items[key] = (self._clock.monotonic(), value)
+        return value
 
 
 class StoreAuthenticator:
@@ -77,26 +80,8 @@ class StoreAuthenticator:
         self._store = store
         self._signer = signer
         self._clock = clock
-        self._consumers = _TtlCache(clock, cache_seconds)
-        self._keys = _TtlCache(clock, cache_seconds)
-
-    async def _record(self, consumer_id: str) -> ConsumerRecord | None:
-        cached = self._consumers.get(consumer_id)
-        if isinstance(cached, ConsumerRecord):
-            return cached
-        record = await self._store.get(consumer_id)
-        if record is not None:
-            self._consumers.put(consumer_id, record)
-        return record
-
-    async def _key(self, key_id: str) -> ApiKeyRecord | None:
-        cached = self._keys.get(key_id)
-        if isinstance(cached, ApiKeyRecord):
-            return cached
-        key = await self._store.get_key(key_id)
-        if key is not None:
-            self._keys.put(key_id, key)
-        return key
+        self._consumers = _TtlCache[ConsumerRecord](clock, cache_seconds, store.get)
+        self._keys = _TtlCache[ApiKeyRecord](clock, cache_seconds, store.get_key)
 
     async def identify(self, headers: Mapping[str, str]) -> Consumer:
         authorization = headers.get("authorization", "")
@@ -112,7 +97,7 @@ class StoreAuthenticator:
             api_key = credential.strip()
         if api_key:
             parsed = parse_api_key(api_key.strip())
-            key = await self._key(parsed[0]) if parsed else None
+            key = await self._keys.get(parsed[0]) if parsed else None
             if parsed is None or key is None or not verify_api_secret(parsed[1], key.key_hash):
                 raise Unauthenticated("the API key is not valid")
             if key.revoked_at is not None:
@@ -130,7 +115,7 @@ class StoreAuthenticator:
         )
 
     async def _consumer(self, consumer_id: str, scopes: frozenset[str] | None) -> Consumer:
-        record = await self._record(consumer_id)
+        record = await self._consumers.get(consumer_id)
         if record is None:
             raise Unauthenticated("the credential names an unknown consumer")
         if not record.active:

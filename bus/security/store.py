@@ -25,10 +25,19 @@ __all__ = [
     "Limits",
     "SqliteConsumerStore",
     "StoreError",
+    "covers",
 ]
 
 Status = Literal["active", "suspended"]
 T = TypeVar("T")
+
+
+Rights = frozenset[tuple[str, str]]
+
+
+def covers(rights: Rights, service: str, operation: str) -> bool:
+    """Whether ``rights`` allow ``service/operation``: the pair itself, or ``service/*``."""
+    return (service, operation) in rights or (service, "*") in rights
 
 
 class StoreError(Exception):
@@ -65,7 +74,7 @@ class ConsumerRecord:
         return self.status == "active"
 
     def may_call(self, service: str, operation: str) -> bool:
-        return (service, operation) in self.rights or (service, "*") in self.rights
+        return covers(self.rights, service, operation)
 
 
 @dataclass(frozen=True, slots=True)
