@@ -19,15 +19,14 @@
 Every reply is the canonical envelope (``service`` and ``operation`` null). Every route needs
 ``Authorization: Bearer <LGSP_ADMIN_TOKEN>``, checked before the body is read; without a
 configured token every route answers ``client.unauthenticated``. Secrets, keys and the admin
-token are never logged. The JSON views of consumers and keys (:func:`consumer_view`,
-:func:`key_view`) are the ones the CLI prints with ``--json``.
+token are never logged. The JSON views of consumers and keys are the CLI's ``--json`` ones
+(:mod:`bus.security.consumers`).
 """
 
 from __future__ import annotations
 
 import hmac
 from collections.abc import Callable, Coroutine, Mapping
-from dataclasses import replace
 from typing import Annotated, Any
 
 import structlog
@@ -41,65 +40,25 @@ from starlette.responses import Response
 from bus.config import dotted
 from bus.errors import BadRequest, BusError, FieldError, NotFound, Unauthenticated, error_envelope
 from bus.middleware import request_id_of
-from bus.security.consumers import CONSUMER_ID, Consumers, UnknownKey, parse_right
-from bus.security.store import ApiKeyRecord, ConsumerRecord, Limits, StoreError
+from bus.security.consumers import (
+    CONSUMER_ID,
+    Consumers,
+    UnknownKey,
+    check_quota_key,
+    consumer_view,
+    key_view,
+    limits_view,
+    parse_right,
+)
+from bus.security.store import Limits, StoreError
 from schemas.base import CanonicalModel
 from schemas.envelope import Envelope
 
-__all__ = [
-    "ConsumerCreate",
-    "LimitsBody",
-    "RightsChange",
-    "admin_router",
-    "change_rights",
-    "check_quota_key",
-    "consumer_view",
-    "key_view",
-    "limits_view",
-]
+__all__ = ["ConsumerCreate", "LimitsBody", "RightsChange", "admin_router"]
 
 log = structlog.get_logger("lgsp.admin")
 
 DISABLED = "the admin API is disabled: set LGSP_ADMIN_TOKEN to enable it"
-
-# --- JSON views (shared with the CLI's --json output; never a hash or a secret) -------------
-
-
-def limits_view(limits: Limits) -> dict[str, Any]:
-    return {
-        "rate_per_second": limits.rate_per_second,
-        "burst": limits.burst,
-        "daily_quota": limits.daily_quota,
-        "quotas": dict(sorted(limits.quotas.items())),
-    }
-
-
-def key_view(key: ApiKeyRecord) -> dict[str, Any]:
-    """An API key without its hash: id, owner, when created and when (if) revoked."""
-    return {
-        "key_id": key.key_id,
-        "consumer_id": key.consumer_id,
-        "status": "active" if key.revoked_at is None else "revoked",
-        "created_at": key.created_at,
-        "revoked_at": key.revoked_at,
-    }
-
-
-def consumer_view(record: ConsumerRecord, keys: list[ApiKeyRecord] | None = None) -> dict[str, Any]:
-    """A consumer as JSON; with ``keys``, its API keys too."""
-    view: dict[str, Any] = {
-        "id": record.id,
-        "name": record.name,
-        "agency": record.agency,
-        "status": record.status,
-        "rights": sorted(f"{service}/{operation}" for service, operation in record.rights),
-        "limits": limits_view(record.limits),
-        "created_at": record.created_at,
-    }
-    if keys is not None:
-        view["keys"] = [key_view(k) for k in keys]
-    return view
-
 
 # --- request bodies ------------------------------------------------------------------------
 
@@ -110,14 +69,6 @@ def _right(text: str) -> str:
     except StoreError as exc:
         raise ValueError(str(exc)) from exc
     return f"{service}/{operation}"
-
-
-def check_quota_key(text: str) -> str:
-    """A per-operation quota is keyed ``service/operation``; a wildcard names no operation."""
-    right = _right(text)
-    if right.endswith("/*"):
-        raise ValueError(f"{text!r}: a quota is per operation, write service/operation")
-    return right
 
 
 def _consumer_id(text: str) -> str:
@@ -168,49 +119,6 @@ class RightsChange(CanonicalModel):
 
     grant: list[Right] = Field(default_factory=list)
     revoke: list[Right] = Field(default_factory=list)
-
-
-# --- actions shared with the CLI -----------------------------------------------------------
-
-
-async def change_rights(
-    consumers: Consumers, consumer_id: str, grant: list[str], revoke: list[str]
-) -> ConsumerRecord:
-    """Grant and revoke rights; every right is checked before any is changed.
-
-    Raises :class:`BadRequest` naming each refused right (``grant[1]``, ``revoke[0]``), or
-    :class:`StoreError` when the consumer does not exist.
-    """
-    record = await consumers.get(consumer_id)
-    problems: list[FieldError] = []
-    granted: set[tuple[str, str]] = set()
-    for i, text in enumerate(grant):
-        try:
-            granted.add(parse_right(text))
-        except StoreError as exc:
-            problems.append(FieldError(f"grant[{i}]", str(exc), "value_error"))
-    revoked: set[tuple[str, str]] = set()
-    for i, text in enumerate(revoke):
-        try:
-            right = parse_right(text)
-        except StoreError as exc:
-            problems.append(FieldError(f"revoke[{i}]", str(exc), "value_error"))
-            continue
-        if right not in record.rights:
-            reason = f"consumer {consumer_id!r} does not hold the right {'/'.join(right)!r}"
-            problems.append(FieldError(f"revoke[{i}]", reason, "not_held"))
-        elif right in granted:
-            problems.append(FieldError(f"revoke[{i}]", "granted and revoked at once", "conflict"))
-        revoked.add(right)
-    if problems:
-        raise BadRequest("rights refused; nothing was changed", field_errors=problems)
-    if not granted and not revoked:
-        raise BadRequest("name rights to grant or to revoke")
-    rights = (record.rights | granted) - revoked
-    if rights != record.rights:
-        record = replace(record, rights=frozenset(rights))
-        await consumers.store.update(record)
-    return record
 
 
 # --- the router ----------------------------------------------------------------------------
@@ -364,7 +272,7 @@ def admin_router(consumers: Callable[[], Consumers], admin_token: SecretStr | No
     )
     async def rights(request: Request, consumer_id: str, body: RightsChange) -> Response:
         c = await existing(consumer_id)
-        record = await change_rights(c, consumer_id, body.grant, body.revoke)
+        record = await c.change_rights(consumer_id, body.grant, body.revoke)
         log.info(
             "admin: rights changed",
             consumer=consumer_id,

@@ -30,7 +30,7 @@ from bus.config import ConfigError, load_config
 from bus.errors import BusError
 from bus.gateway import Gateway, build_gateway
 from bus.registry import RegistryError, discover
-from bus.security.consumers import Consumers
+from bus.security.consumers import Consumers, check_quota_key, consumer_view, key_view
 from bus.security.store import ApiKeyRecord, ConsumerRecord, Limits, SqliteConsumerStore, StoreError
 from bus.settings import Settings
 
@@ -357,8 +357,6 @@ def consumers_add(
 
     record, secret = _with_consumers(add)
     if as_json:
-        from bus.admin import consumer_view
-
         _print_json({"consumer": consumer_view(record, []), "client_secret": secret})
         return
     out.print("[bold green]created[/]", highlight=False)
@@ -372,8 +370,6 @@ def consumers_list(as_json: JsonOption = False) -> None:
     """Show every consumer with its status, rights and limits."""
     records = _with_consumers(lambda c: c.list_all())
     if as_json:
-        from bus.admin import consumer_view
-
         _print_json([consumer_view(r) for r in records])
         return
     table = Table(title=f"Consumers ({len(records)})")
@@ -400,8 +396,6 @@ def consumers_show(consumer_id: ConsumerId, as_json: JsonOption = False) -> None
 
     record, keys = _with_consumers(show)
     if as_json:
-        from bus.admin import consumer_view
-
         _print_json(consumer_view(record, keys))
         return
     fields = Table.grid(padding=(0, 2))
@@ -450,25 +444,19 @@ RightsArgument = Annotated[
 @consumers_app.command("grant")
 def consumers_grant(consumer_id: ConsumerId, rights: RightsArgument) -> None:
     """Grant rights; nothing is granted if any right is malformed."""
-    from bus.admin import change_rights
-
-    record = _with_consumers(lambda c: change_rights(c, consumer_id, rights, []))
+    record = _with_consumers(lambda c: c.change_rights(consumer_id, rights, []))
     _print_summary(record)
 
 
 @consumers_app.command("revoke")
 def consumers_revoke(consumer_id: ConsumerId, rights: RightsArgument) -> None:
     """Revoke rights; nothing is revoked if any is malformed or not held."""
-    from bus.admin import change_rights
-
-    record = _with_consumers(lambda c: change_rights(c, consumer_id, [], rights))
+    record = _with_consumers(lambda c: c.change_rights(consumer_id, [], rights))
     _print_summary(record)
 
 
 def _quotas(entries: list[str]) -> dict[str, int | None]:
     """``service/op=N`` sets a per-operation quota, ``service/op=none`` removes it."""
-    from bus.admin import check_quota_key
-
     quotas: dict[str, int | None] = {}
     for entry in entries:
         key, sep, value = entry.partition("=")
@@ -546,8 +534,6 @@ def keys_create(consumer_id: ConsumerId, as_json: JsonOption = False) -> None:
     """Create an API key for a consumer and print the full key, once."""
     full, record = _with_consumers(lambda c: c.create_key(consumer_id))
     if as_json:
-        from bus.admin import key_view
-
         _print_json({"key": key_view(record), "api_key": full})
         return
     out.print(
@@ -579,8 +565,6 @@ def keys_list(consumer_id: ConsumerId, as_json: JsonOption = False) -> None:
     """List a consumer's API keys, revoked ones included (never the keys themselves)."""
     keys = _with_consumers(lambda c: c.keys(consumer_id))
     if as_json:
-        from bus.admin import key_view
-
         _print_json([key_view(k) for k in keys])
         return
     out.print(_keys_table(keys, f"API keys of {escape(consumer_id)} ({len(keys)})"))
