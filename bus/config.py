@@ -36,9 +36,11 @@ from pydantic import BaseModel, ConfigDict, Field, HttpUrl, StringConstraints, V
 __all__ = [
     "BUILTIN_RETRY_POLICIES",
     "BusConfig",
+    "CircuitBreakerConfig",
     "ConfigError",
     "ConfigProblem",
     "Credentials",
+    "DeliveryPolicyConfig",
     "LoadedConfig",
     "RetryPolicyConfig",
     "ServiceConfig",
@@ -73,6 +75,39 @@ BUILTIN_RETRY_POLICIES: dict[str, RetryPolicyConfig] = {
 }
 
 
+class CircuitBreakerConfig(_Strict):
+    """When a service's upstream is taken out of the path, and for how long."""
+
+    failure_rate: float = Field(
+        default=0.5, gt=0, le=1, description="Share of failed attempts that opens the circuit."
+    )
+    window: float = Field(
+        default=30.0, gt=0, le=3600, description="Sliding window the rate is measured over (s)."
+    )
+    minimum_calls: int = Field(
+        default=10, ge=1, description="Attempts in the window before the rate is judged."
+    )
+    open_seconds: float = Field(
+        default=15.0, gt=0, le=3600, description="How long an open circuit refuses calls (s)."
+    )
+    half_open_probes: int = Field(
+        default=1, ge=1, le=100, description="Trial calls let through when half-open."
+    )
+
+
+class DeliveryPolicyConfig(_Strict):
+    """Long-horizon retries of store-and-forward deliveries (``mode: async`` operations)."""
+
+    attempts: int = Field(
+        default=12, ge=1, le=1000, description="Delivery attempts before the dead-letter list."
+    )
+    initial_wait: float = Field(default=5.0, ge=0, description="Wait before the 2nd attempt (s).")
+    max_wait: float = Field(
+        default=3600.0, ge=0, description="Cap of one wait between delivery attempts (s)."
+    )
+    jitter: float = Field(default=1.0, ge=0, description="Random extra wait, up to this (s).")
+
+
 class UpstreamConfig(_Strict):
     base_url: HttpUrl
     credentials: dict[str, EnvVarName] = Field(
@@ -92,7 +127,18 @@ class ServiceConfig(_Strict):
     timeout: float = Field(default=10.0, gt=0, le=600, description="Deadline of one call (s).")
     connect_timeout: float = Field(default=3.0, gt=0, le=60)
     retry: str = "default"
-    mode: Literal["sync", "async"] = "sync"
+    mode: Literal["sync", "async"] | None = Field(
+        default=None,
+        description="async: every operation is store-and-forward (202 + delivery id). "
+        "Default: as each operation of the adapter declares.",
+    )
+    circuit_breaker: CircuitBreakerConfig | None = Field(
+        default_factory=CircuitBreakerConfig, description="null: no circuit breaker."
+    )
+    max_in_flight: int = Field(
+        default=100, ge=1, le=100_000, description="Bulkhead: calls in flight to the upstream."
+    )
+    delivery: DeliveryPolicyConfig = Field(default_factory=DeliveryPolicyConfig)
     options: dict[str, Any] = Field(
         default_factory=dict, description="Adapter-specific settings, checked by the adapter."
     )

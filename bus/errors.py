@@ -12,8 +12,10 @@ The codes are split the way X-Road splits its faults: who has to act?
     │   ├── UnknownOperation             client.unknown_operation    404
     │   ├── NotFound                     client.not_found            404
     │   ├── MethodNotAllowed             client.method_not_allowed   405
+    │   ├── IdempotencyInProgress        client.idempotency_in_progress 409
     │   ├── PayloadTooLarge              client.payload_too_large    413
     │   ├── UnsupportedMediaType         client.unsupported_media_type 415
+    │   ├── IdempotencyKeyReused         client.idempotency_key_reused 422
     │   └── RateLimited                  client.rate_limited         429
     ├── UpstreamError            the national platform failed or refused
     │   ├── UpstreamRejected             upstream.rejected           422
@@ -44,6 +46,8 @@ __all__ = [
     "ErrorSpec",
     "FieldError",
     "Forbidden",
+    "IdempotencyInProgress",
+    "IdempotencyKeyReused",
     "InternalError",
     "MethodNotAllowed",
     "NotFound",
@@ -88,8 +92,20 @@ CATALOGUE: dict[str, ErrorSpec] = {
         _spec("client.unknown_operation", 404, False, "The service has no such operation."),
         _spec("client.not_found", 404, False, "No route of the bus matches this path."),
         _spec("client.method_not_allowed", 405, False, "The route exists for another method."),
+        _spec(
+            "client.idempotency_in_progress",
+            409,
+            True,
+            "A call with this Idempotency-Key is still being served.",
+        ),
         _spec("client.payload_too_large", 413, False, "The request body exceeds the limit."),
         _spec("client.unsupported_media_type", 415, False, "The body must be JSON."),
+        _spec(
+            "client.idempotency_key_reused",
+            422,
+            False,
+            "This Idempotency-Key was used with a different request.",
+        ),
         _spec("client.rate_limited", 429, True, "The consumer exceeded its rate or quota."),
         _spec("upstream.rejected", 422, False, "The national platform refused the request."),
         _spec("upstream.fault", 502, False, "The national platform answered with a fault."),
@@ -189,6 +205,14 @@ class NotFound(ClientError):
 
 class MethodNotAllowed(ClientError):
     code = "client.method_not_allowed"
+
+
+class IdempotencyInProgress(ClientError):
+    code = "client.idempotency_in_progress"
+
+
+class IdempotencyKeyReused(ClientError):
+    code = "client.idempotency_key_reused"
 
 
 class PayloadTooLarge(ClientError):

@@ -8,15 +8,15 @@ The interface uses no SQLite-only notions, so a PostgreSQL store can serve it la
 
 from __future__ import annotations
 
-import asyncio
 import json
 import sqlite3
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Literal, Protocol, TypeVar
+from typing import Literal, Protocol
+
+from bus.sqlite import SqliteFile
 
 __all__ = [
     "ApiKeyRecord",
@@ -29,8 +29,6 @@ __all__ = [
 ]
 
 Status = Literal["active", "suspended"]
-T = TypeVar("T")
-
 
 Rights = frozenset[tuple[str, str]]
 
@@ -146,26 +144,11 @@ def _limits_json(limits: Limits) -> str:
     )
 
 
-class SqliteConsumerStore:
+class SqliteConsumerStore(SqliteFile):
     """The embedded store: one SQLite file; calls run in a worker thread, one at a time."""
 
     def __init__(self, path: Path | str) -> None:
-        self.path = str(path)
-        if self.path != ":memory:":
-            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA foreign_keys=ON")
-        self._db.executescript(_SCHEMA)
-        self._lock = threading.Lock()
-
-    async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def locked() -> T:
-            with self._lock:
-                return fn(self._db)
-
-        return await asyncio.to_thread(locked)
+        super().__init__(path, _SCHEMA)
 
     def _read(self, db: sqlite3.Connection, consumer_id: str) -> ConsumerRecord | None:
         row = db.execute(
@@ -333,6 +316,3 @@ class SqliteConsumerStore:
             return str(row[0])
 
         return await self._run(read_or_create)
-
-    async def close(self) -> None:
-        await self._run(lambda db: db.close())
