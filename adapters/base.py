@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeVar
+from typing import Any, ClassVar, Literal, TypeVar
 
 import httpx
 import structlog
@@ -116,6 +116,12 @@ class Context:
     #: Digests of raw upstream exchanges (e.g. SOAP envelopes), for the exchange record. An
     #: adapter appends one mapping per upstream message pair; never the content itself.
     upstream_exchanges: list[dict[str, Any]] = field(default_factory=list)
+    #: The key an upstream that de-duplicates writes must receive (its own idempotency field or
+    #: header): the caller's ``Idempotency-Key``, or for a store-and-forward delivery the
+    #: delivery id, the same on every redelivery. None when the call carries neither.
+    idempotency_key: str | None = None
+    #: The delivery id when this call is a store-and-forward delivery attempt.
+    delivery_id: str | None = None
 
     @property
     def http(self) -> httpx.AsyncClient:
@@ -152,6 +158,13 @@ class OperationSpec:
     description: str
     idempotent: bool
     attribute: str
+    #: "async": store-and-forward; the caller gets 202 and a delivery id (bus.yaml may force it).
+    mode: Literal["sync", "async"] = "sync"
+    #: Input field whose value orders deliveries: messages with the same value arrive in order.
+    order_by: str | None = None
+    #: The adapter passes ``ctx.idempotency_key`` to an upstream that de-duplicates by it, so a
+    #: non-idempotent write that carries a key may be retried.
+    honours_idempotency_key: bool = False
 
     def bind(self, adapter: Adapter) -> Callable[[BaseModel, Context], Awaitable[BaseModel]]:
         handler: Callable[[BaseModel, Context], Awaitable[BaseModel]] = getattr(
@@ -179,15 +192,24 @@ def operation(
     output: type[OutT],
     description: str | None = None,
     idempotent: bool = True,
+    mode: Literal["sync", "async"] = "sync",
+    order_by: str | None = None,
+    honours_idempotency_key: bool = False,
 ) -> Callable[
     [Callable[[AdapterT, InT, Context], Awaitable[OutT]]],
     Callable[[AdapterT, InT, Context], Awaitable[OutT]],
 ]:
     """Declare an adapter method as the operation ``name`` with its input and output models.
 
-    ``idempotent=False`` marks a write the upstream does not de-duplicate: it is never retried.
-    The description defaults to the first line of the method's docstring.
+    ``idempotent=False`` marks a write: it is retried only when the call carries an idempotency
+    key and ``honours_idempotency_key=True`` says the adapter hands that key to an upstream that
+    de-duplicates by it. ``mode="async"`` makes the operation store-and-forward: the bus queues
+    the validated input, answers 202 with a delivery id and delivers it with long-horizon
+    retries; ``order_by`` names the input field (e.g. a dossier code) whose messages must arrive
+    in order. The description defaults to the first line of the method's docstring.
     """
+    if order_by is not None and order_by not in input.model_fields:
+        raise TypeError(f"operation {name!r}: order_by={order_by!r} is not a field of {input}")
 
     def mark(
         fn: Callable[[AdapterT, InT, Context], Awaitable[OutT]],
@@ -200,6 +222,9 @@ def operation(
             description=description if description is not None else (doc[0] if doc else ""),
             idempotent=idempotent,
             attribute=fn.__name__,
+            mode=mode,
+            order_by=order_by,
+            honours_idempotency_key=honours_idempotency_key,
         )
         setattr(fn, _SPEC_ATTRIBUTE, spec)
         return fn

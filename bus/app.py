@@ -25,6 +25,8 @@ from adapters.base import Clock
 from bus.admin import admin_router
 from bus.audit import ExchangeRecorder
 from bus.config import load_config
+from bus.delivery.views import view_of
+from bus.delivery.worker import DeliveryWorker
 from bus.errors import (
     BadRequest,
     BusError,
@@ -104,7 +106,7 @@ def create_app(
     settings = settings or Settings()
     configure_logging(settings.log_level, settings.log_format)
     loaded = load_config(settings.config)
-    gw = build_gateway(settings, loaded, registry or discover(), environ=environ)
+    gw = build_gateway(settings, loaded, registry or discover(), environ=environ, clock=clock)
     gw.transport = transport
     store: ConsumerStore | None = None
     if settings.auth == "open":
@@ -119,8 +121,6 @@ def create_app(
     signer: TokenSigner | None = None
     if recorder is not None:
         gw.recorder = recorder
-    if clock is not None:
-        gw.clock = clock
     if sleep is not None:
         gw.sleep = sleep
     readiness = Readiness(gw)
@@ -138,9 +138,16 @@ def create_app(
                     LocalRateLimiter(gw.clock),
                 )
         await gw.start()
+        worker: DeliveryWorker | None = None
+        if settings.delivery_worker == "inprocess" and has_async_operations(gw):
+            worker = DeliveryWorker(gw)
+            worker.start()
+        app.state.delivery_worker = worker
         try:
             yield
         finally:
+            if worker is not None:
+                await worker.stop()
             await gw.stop()
             if store is not None:
                 await store.close()
@@ -237,6 +244,25 @@ def create_app(
             )
         return await token_endpoint(request, store, signer, gw.clock)
 
+    @app.get(
+        "/v1/deliveries/{delivery_id}",
+        tags=["deliveries"],
+        summary="A store-and-forward delivery: its state, attempts and, once delivered, result",
+        response_model=Envelope,
+        responses={404: {"model": Envelope, "description": "client.not_found envelope"}},
+    )
+    async def delivery(request: Request, delivery_id: str) -> Response:
+        try:
+            consumer = await gw.security.authenticator.identify(request.headers)
+        except BusError as exc:
+            return _error(request, exc)
+        found = await gw.delivery_store.get(delivery_id[:64])
+        # Another consumer's delivery is not shown, nor is its existence confirmed.
+        if found is None or (consumer.authenticated and found.consumer != consumer.id):
+            return _error(request, NotFound(f"no delivery {delivery_id[:64]!r} of yours"))
+        attempts = await gw.delivery_store.attempts(found.id)
+        return _envelope(request, view_of(found, attempts), found.service)
+
     @app.get("/healthz", tags=["health"], summary="The process is alive")
     async def healthz() -> dict[str, str]:
         return {"status": "alive"}
@@ -249,15 +275,22 @@ def create_app(
     )
     async def readyz(strict: bool = False) -> JSONResponse:
         states, age = await readiness.states()
-        down = [s.service for s in states if s.reachable is False]
+        upstreams: dict[str, Any] = {}
+        down = []
+        for s in states:
+            svc = gw.services[s.service]
+            circuit = svc.breaker.snapshot() if svc.breaker is not None else None
+            upstreams[s.service] = {
+                **s.as_json(),
+                "circuit": circuit,
+                "bulkhead": svc.bulkhead.snapshot(),
+            }
+            if s.reachable is False or (circuit is not None and circuit["state"] == "open"):
+                down.append(s.service)
         status = "ready" if not down else "degraded"
         code = 503 if (strict and down) else 200
         return JSONResponse(
-            {
-                "status": status,
-                "checked_seconds_ago": round(age, 3),
-                "upstreams": {s.service: s.as_json() for s in states},
-            },
+            {"status": status, "checked_seconds_ago": round(age, 3), "upstreams": upstreams},
             status_code=code,
         )
 
@@ -298,6 +331,11 @@ def create_app(
     app.add_middleware(ErrorEnvelopeMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+def has_async_operations(gw: Gateway) -> bool:
+    """Whether any configured operation is store-and-forward (then a worker must run)."""
+    return any(svc.mode_of(op) == "async" for svc in gw.services.values() for op in svc.operations)
 
 
 def _cached_openapi(app: FastAPI, gw: Gateway) -> dict[str, Any]:

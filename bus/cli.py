@@ -7,12 +7,14 @@ lgsp config check bus.yaml     validate a configuration without starting anythin
 lgsp consumers ...             add, list, show, suspend, activate, grant, revoke, limits,
                                rotate-secret: the consumers kept in the store (LGSP_STORE_PATH)
 lgsp keys ...                  create, revoke and list consumers' API keys
+lgsp worker                    deliver queued store-and-forward messages, as its own process
+lgsp deliveries ...            list, show, retry, replay-dead, discard: the delivery queue
+lgsp status                    a running gateway's upstreams, circuits and delivery queue
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -21,18 +23,20 @@ from typing import Annotated, Any, TypeVar
 
 import typer
 import uvicorn
-from pydantic import ValidationError
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from bus.config import ConfigError, load_config
+from bus.cli_deliveries import deliveries_app, status, worker
+from bus.cli_support import ConfigOption, JsonOption, err, out
+from bus.cli_support import fail as _fail
+from bus.cli_support import gateway as _gateway
+from bus.cli_support import print_json as _print_json
+from bus.cli_support import settings as _settings
+from bus.config import ConfigError
 from bus.errors import BusError
-from bus.gateway import Gateway, build_gateway
 from bus.registry import RegistryError, discover
 from bus.security.consumers import Consumers, check_quota_key, consumer_view, key_view
 from bus.security.store import ApiKeyRecord, ConsumerRecord, Limits, SqliteConsumerStore, StoreError
-from bus.settings import Settings
 
 __all__ = ["app", "main"]
 
@@ -56,40 +60,11 @@ app.add_typer(adapters_app, name="adapters")
 app.add_typer(config_app, name="config")
 app.add_typer(consumers_app, name="consumers")
 app.add_typer(keys_app, name="keys")
+app.add_typer(deliveries_app, name="deliveries")
+app.command("worker")(worker)
+app.command("status")(status)
 
 T = TypeVar("T")
-
-out = Console()
-err = Console(stderr=True)
-
-ConfigOption = Annotated[
-    Path | None,
-    typer.Option("--config", "-c", help="bus.yaml to use [default: $LGSP_CONFIG or ./bus.yaml]"),
-]
-
-
-def _fail(exc: Exception) -> typer.Exit:
-    err.print(f"[bold red]configuration refused[/]\n{exc}", highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
-
-
-def _settings(**overrides: Any) -> Settings:
-    try:
-        return Settings(**{k: v for k, v in overrides.items() if v is not None})
-    except ValidationError as exc:
-        problems = "\n".join(
-            f"LGSP_{'_'.join(map(str, e['loc'])).upper()}: {e['msg']}" for e in exc.errors()
-        )
-        err.print(f"[bold red]settings refused[/]\n{problems}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from exc
-
-
-def _gateway(config: Path | None) -> Gateway:
-    settings = _settings(config=config)
-    try:
-        return build_gateway(settings, load_config(settings.config), discover())
-    except (ConfigError, RegistryError) as exc:
-        raise _fail(exc) from exc
 
 
 @app.command()
@@ -134,6 +109,9 @@ def serve(
         log_level=settings.log_level,
         log_config=None,  # uvicorn's loggers go through the bus's structlog configuration
         proxy_headers=False,
+        # SIGTERM: stop accepting, let calls in flight finish for this long, then shut down
+        # (the delivery worker then gets the same grace; undelivered messages stay queued).
+        timeout_graceful_shutdown=int(settings.grace_seconds) or None,
     )
 
 
@@ -142,7 +120,7 @@ def services_list(config: ConfigOption = None) -> None:
     """Show every configured service with its adapter and operations."""
     gw = _gateway(config)
     table = Table(title=f"Services ({len(gw.services)})")
-    for column in ("service", "adapter (package)", "mode", "operation", "description"):
+    for column in ("service", "adapter (package)", "operation", "mode", "description"):
         table.add_column(column)
     for svc in gw.services.values():
         first = True
@@ -150,8 +128,8 @@ def services_list(config: ConfigOption = None) -> None:
             table.add_row(
                 svc.name if first else "",
                 f"{svc.entry.name} ({svc.entry.package})" if first else "",
-                svc.config.mode if first else "",
                 spec.name,
+                svc.mode_of(spec.name),
                 spec.description,
             )
             first = False
@@ -221,7 +199,6 @@ SHOWN_ONCE = (
     "Shown once: the store keeps only a hash and cannot show it again. Store it now, "
     "in the consumer's secret store."
 )
-JsonOption = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
 ConsumerId = Annotated[
     str, typer.Argument(metavar="CONSUMER_ID", help="The consumer's id (its client id)")
 ]
@@ -259,10 +236,6 @@ def _with_consumers(work: Callable[[Consumers], Awaitable[T]]) -> T:
             soft_wrap=True,
         )
         raise typer.Exit(code=2) from exc
-
-
-def _print_json(data: Any) -> None:
-    typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
 
 
 def _limits_text(limits: Limits) -> str:

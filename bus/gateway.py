@@ -22,7 +22,10 @@ from pydantic import ValidationError
 
 from adapters.base import Adapter, Clock, OperationSpec, Resources, SystemClock, Upstream
 from bus.audit import ExchangeRecorder, LogRecorder
+from bus.circuit import Bulkhead, CircuitBreaker
 from bus.config import ConfigError, ConfigProblem, Credentials, LoadedConfig, ServiceConfig
+from bus.delivery.store import DeliveryStore, SqliteDeliveryStore
+from bus.idempotency import IdempotencyStore, SqliteIdempotencyStore
 from bus.logging import get_logger
 from bus.registry import AdapterEntry, AdapterRegistry
 from bus.resilience import CallPolicy
@@ -42,8 +45,14 @@ class ServiceRuntime:
     entry: AdapterEntry
     adapter: Adapter
     credentials: Credentials
-    policies: dict[str, CallPolicy]
+    policy: CallPolicy
+    bulkhead: Bulkhead
+    breaker: CircuitBreaker | None = None
     resources: Resources | None = None
+
+    def mode_of(self, operation: str) -> str:
+        """``async`` (store-and-forward) or ``sync``: bus.yaml's ``mode`` wins over the adapter."""
+        return self.config.mode or self.operations[operation].mode
 
     @property
     def description(self) -> str:
@@ -77,6 +86,11 @@ class Gateway:
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     transport: httpx.AsyncBaseTransport | None = None
     http: httpx.AsyncClient | None = None
+    #: The embedded stores, opened by :meth:`start` on ``settings.store_path`` unless given.
+    idempotency: IdempotencyStore | None = None
+    deliveries: DeliveryStore | None = None
+    #: Set when a message is queued, so an in-process delivery worker wakes at once.
+    deliveries_waiting: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
         key = self.settings.digest_key
@@ -92,8 +106,23 @@ class Gateway:
         """HMAC-SHA256 (hex) of ``data`` under the bus's digest key."""
         return hmac.new(self._digest_key, data, hashlib.sha256).hexdigest()
 
+    @property
+    def idempotency_store(self) -> IdempotencyStore:
+        assert self.idempotency is not None, "the gateway was not started"
+        return self.idempotency
+
+    @property
+    def delivery_store(self) -> DeliveryStore:
+        assert self.deliveries is not None, "the gateway was not started"
+        return self.deliveries
+
     async def start(self) -> None:
-        """Open the shared HTTP client and start every adapter (WSDLs are loaded here, once)."""
+        """Open the stores and the shared HTTP client, and start every adapter (WSDLs are
+        loaded here, once)."""
+        if self.idempotency is None:
+            self.idempotency = SqliteIdempotencyStore(self.settings.store_path)
+        if self.deliveries is None:
+            self.deliveries = SqliteDeliveryStore(self.settings.store_path)
         self.http = make_http_client(self.settings, self.transport)
         for svc in self.services.values():
             svc.resources = Resources(
@@ -113,6 +142,10 @@ class Gateway:
         if self.http is not None:
             await self.http.aclose()
             self.http = None
+        for store in (self.idempotency, self.deliveries):
+            if store is not None:
+                await store.close()
+        self.idempotency = self.deliveries = None
 
 
 def make_http_client(
@@ -144,21 +177,15 @@ def build_gateway(
     registry: AdapterRegistry,
     *,
     environ: Mapping[str, str] | None = None,
+    clock: Clock | None = None,
 ) -> Gateway:
     """Bind every service of ``loaded`` to its adapter, or raise :class:`ConfigError`."""
     env = os.environ if environ is None else environ
+    clock = clock or SystemClock()
     problems: list[ConfigProblem] = []
     services: dict[str, ServiceRuntime] = {}
     for name, svc in loaded.config.services.items():
         base: tuple[str, ...] = ("services", name)
-        if svc.mode == "async":
-            problems.append(
-                loaded.problem(
-                    (*base, "mode"),
-                    "async delivery (store-and-forward) is not available in this release; "
-                    "use mode: sync",
-                )
-            )
         credentials, missing = loaded.credentials_for(name, env)
         problems += missing
         entry = registry.get(svc.adapter)
@@ -190,11 +217,14 @@ def build_gateway(
             entry=entry,
             adapter=entry.adapter(options),
             credentials=credentials,
-            policies={
-                op: CallPolicy(deadline=svc.timeout, retry=retry, idempotent=spec.idempotent)
-                for op, spec in entry.adapter.operations.items()
-            },
+            policy=CallPolicy(deadline=svc.timeout, retry=retry),
+            bulkhead=Bulkhead(name, svc.max_in_flight),
+            breaker=(
+                CircuitBreaker(name, svc.circuit_breaker, clock)
+                if svc.circuit_breaker is not None
+                else None
+            ),
         )
     if problems:
         raise ConfigError(problems)
-    return Gateway(settings=settings, services=services)
+    return Gateway(settings=settings, services=services, clock=clock)

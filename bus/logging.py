@@ -93,6 +93,17 @@ class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]  # stream
         super().emit(record)
 
 
+class _CurrentStderr:
+    """A file that writes to whatever ``sys.stderr`` is at the time of the write: a logger
+    configured once must not keep a stream a test runner has since closed."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
 def configure_logging(level: str = "info", fmt: str = "json") -> None:
     """Configure structlog for the process, and route the standard library's loggers (uvicorn's
     among them) through the same processors, so every line is one format and redacted."""
@@ -127,7 +138,7 @@ def configure_logging(level: str = "info", fmt: str = "json") -> None:
     structlog.configure(
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.ERROR)),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.WriteLoggerFactory(file=_CurrentStderr()),  # type: ignore[arg-type]  # a write/flush file is all WriteLogger uses
         cache_logger_on_first_use=False,
     )
 

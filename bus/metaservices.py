@@ -29,9 +29,13 @@ def _summary(svc: ServiceRuntime) -> dict[str, Any]:
         "adapter": svc.entry.name,
         "package": svc.entry.package,
         "description": svc.description,
-        "mode": svc.config.mode,
         "operations": [
-            {"name": spec.name, "description": spec.description, "idempotent": spec.idempotent}
+            {
+                "name": spec.name,
+                "description": spec.description,
+                "idempotent": spec.idempotent,
+                "mode": svc.mode_of(spec.name),
+            }
             for spec in svc.operations.values()
         ],
     }
@@ -57,6 +61,8 @@ def describe_service(svc: ServiceRuntime) -> dict[str, Any]:
             "name": spec.name,
             "description": spec.description,
             "idempotent": spec.idempotent,
+            "mode": svc.mode_of(spec.name),
+            "ordered_by": spec.order_by,
             "path": f"/v1/services/{svc.name}/{spec.name}",
             "input_schema": spec.input_model.model_json_schema(mode="validation"),
             "output_schema": spec.output_model.model_json_schema(mode="serialization"),

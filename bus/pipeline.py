@@ -4,6 +4,10 @@
 
     1 identify  2 authorise  3 limit  4 validate  5 dispatch  6 normalise  7 record  8 respond
 
+with two branches after validation: a call carrying an ``Idempotency-Key`` already answered is
+replayed from the idempotency store (no upstream call); an operation in ``async`` mode is queued
+for store-and-forward delivery (:func:`enqueue`) and answered 202 with its delivery id.
+
 Each stage is a plain function of its inputs so it can be tested alone; each failure is a
 :class:`bus.errors.BusError` that becomes the error envelope; anything else is ``bus.internal``
 with the request id, its stack trace kept in the server log only.
@@ -26,7 +30,9 @@ from starlette.responses import Response
 
 from adapters.base import Context, OperationSpec
 from bus.audit import Exchange
+from bus.circuit import CircuitOpen
 from bus.config import dotted
+from bus.delivery.store import NewDelivery
 from bus.errors import (
     BadRequest,
     BusError,
@@ -37,19 +43,25 @@ from bus.errors import (
     UnknownService,
     UnsupportedMediaType,
     UpstreamBadResponse,
+    UpstreamTimeout,
+    UpstreamUnavailable,
     error_envelope,
 )
 from bus.gateway import Gateway, ServiceRuntime
+from bus.idempotency import HEADER, Claimed, StoredReply, check_key, fingerprint
 from bus.resilience import Outcome, run_with_policy
 from bus.security import ANONYMOUS, Consumer
 from bus.upstream import translate_http_error
+from schemas.delivery import DeliveryAccepted
 from schemas.envelope import Envelope
 
 __all__ = [
     "Call",
     "Target",
     "authorise",
+    "dedupe",
     "dispatch",
+    "enqueue",
     "field_errors_from",
     "handle_call",
     "identify",
@@ -79,6 +91,10 @@ class Call:
     request_bytes: int = 0
     reply_headers: dict[str, str] = field(default_factory=dict)
     upstream_exchanges: list[dict[str, Any]] = field(default_factory=list)
+    #: The caller's Idempotency-Key, once checked; the delivery id of a delivery attempt.
+    idempotency_key: str | None = None
+    delivery_id: str | None = None
+    replayed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -222,39 +238,132 @@ def validate(body: bytes, target: Target) -> BaseModel:
         ) from exc
 
 
+# -- 4b: idempotency and store-and-forward -------------------------------------------------
+
+
+async def dedupe(
+    gw: Gateway, request: Request, target: Target, payload: BaseModel, call: Call
+) -> StoredReply | None:
+    """Claim the call's ``Idempotency-Key``, or return the reply stored under it.
+
+    A key first used with another request is refused (``client.idempotency_key_reused``); a key
+    whose first call is still being served is ``client.idempotency_in_progress``.
+    """
+    raw = request.headers.get(HEADER)
+    if raw is None:
+        return None
+    key = check_key(raw)
+    spec = target.spec
+    claim = await gw.idempotency_store.begin(
+        call.consumer.id,
+        key,
+        fingerprint(target.service.name, spec.name, payload.model_dump_json().encode()),
+        now=gw.clock.now().timestamp(),
+        ttl=gw.settings.idempotency_ttl,
+        lock_seconds=target.service.config.timeout + 5.0,
+    )
+    if isinstance(claim, Claimed):
+        call.idempotency_key = key
+        return None
+    call.replayed = True
+    return claim.reply
+
+
+async def enqueue(gw: Gateway, target: Target, payload: BaseModel, call: Call) -> DeliveryAccepted:
+    """Queue the validated input durably for the delivery worker; the caller gets its id."""
+    spec = target.spec
+    order_key = None
+    if spec.order_by is not None:
+        order_key = f"{target.service.name}:{getattr(payload, spec.order_by)}"
+    delivery = await gw.delivery_store.enqueue(
+        NewDelivery(
+            consumer=call.consumer.id,
+            service=target.service.name,
+            operation=spec.name,
+            payload=payload.model_dump_json().encode(),
+            request_id=call.request_id,
+            order_key=order_key,
+            max_attempts=target.service.config.delivery.attempts,
+        ),
+        now=gw.clock.now().timestamp(),
+    )
+    call.delivery_id = delivery.id
+    gw.deliveries_waiting.set()
+    status_url = f"/v1/deliveries/{delivery.id}"
+    call.reply_headers["Location"] = status_url
+    return DeliveryAccepted(delivery_id=delivery.id, status_url=status_url)
+
+
 # -- 5-6: dispatch and normalise ------------------------------------------------------------
 
 
+def counts_against_upstream(exc: BusError) -> bool:
+    """Whether a failed attempt says the upstream is unwell (for its circuit breaker): it could
+    not be reached, did not answer in time, or shed the call. A refusal or fault is an answer."""
+    return isinstance(exc, UpstreamUnavailable | UpstreamTimeout) and not isinstance(
+        exc, CircuitOpen
+    )
+
+
 async def dispatch(gw: Gateway, target: Target, payload: BaseModel, call: Call) -> Any:
-    """Call the adapter under the operation's deadline and retry policy.
+    """Call the adapter inside the service's bulkhead, under the operation's deadline and
+    retry policy, each attempt through the upstream's circuit breaker.
 
     Errors are translated here, at the boundary: httpx errors to ``upstream.*``; a pydantic
     error raised inside the adapter (an upstream reply it could not read) to
     ``upstream.bad_response``.
     """
     svc = target.service
+    spec = target.spec
     assert svc.resources is not None, "the gateway was not started"
     ctx = Context(
         request_id=call.request_id,
         service=svc.name,
-        operation=target.spec.name,
+        operation=spec.name,
         consumer=call.consumer,
         resources=svc.resources,
         upstream_exchanges=call.upstream_exchanges,
+        idempotency_key=call.delivery_id or call.idempotency_key,
+        delivery_id=call.delivery_id,
     )
-    handler = target.spec.bind(svc.adapter)
+    handler = spec.bind(svc.adapter)
+    breaker = svc.breaker
 
     async def attempt() -> Any:
+        ticket = breaker.acquire() if breaker is not None else 0  # open: CircuitOpen, no call
+        call.outcome.attempts += 1
+        failed = True  # cancelled by the deadline: the upstream did not answer in time
         try:
-            return await handler(payload, ctx)
+            result = await handler(payload, ctx)
+            failed = False
+            return result
+        except BusError as exc:
+            failed = counts_against_upstream(exc)
+            raise
         except httpx.HTTPError as exc:
-            raise translate_http_error(exc) from exc
+            error = translate_http_error(exc)
+            failed = counts_against_upstream(error)
+            raise error from exc
         except ValidationError as exc:
+            failed = False
             raise UpstreamBadResponse(
-                f"the reply of {svc.name} could not be read as {target.spec.name}'s output"
+                f"the reply of {svc.name} could not be read as {spec.name}'s output"
             ) from exc
+        except Exception:
+            failed = False  # a bug of the adapter says nothing about the upstream
+            raise
+        finally:
+            if breaker is not None:
+                breaker.release(ticket, failed)
 
-    return await run_with_policy(attempt, svc.policies[target.spec.name], call.outcome, gw.sleep)
+    may_retry = spec.idempotent or (
+        spec.honours_idempotency_key and ctx.idempotency_key is not None
+    )
+    svc.bulkhead.enter()
+    try:
+        return await run_with_policy(attempt, svc.policy, call.outcome, gw.sleep, retry=may_retry)
+    finally:
+        svc.bulkhead.leave()
 
 
 def normalise(target: Target, result: Any) -> BaseModel:
@@ -289,6 +398,8 @@ async def record(gw: Gateway, call: Call, status: int, error: BusError | None, s
             request_bytes=call.request_bytes,
             reply_bytes=size,
             upstream_exchanges=tuple(call.upstream_exchanges),
+            delivery_id=call.delivery_id,
+            replayed=call.replayed,
         )
     )
 
@@ -308,6 +419,9 @@ def respond(body: bytes, status: int, call: Call, error: BusError | None) -> Res
 #: Longest service or operation name echoed back or logged; longer path segments are cut.
 NAME_LIMIT = 100
 
+#: Reply headers worth replaying with a stored idempotent reply.
+_REPLAYED_HEADERS = ("Location",)
+
 
 async def handle_call(gw: Gateway, request: Request, service: str, operation: str) -> Response:
     service, operation = service[:NAME_LIMIT], operation[:NAME_LIMIT]
@@ -320,6 +434,8 @@ async def handle_call(gw: Gateway, request: Request, service: str, operation: st
     )
     error: BusError | None = None
     data: BaseModel | None = None
+    status = 200
+    stored: StoredReply | None = None
     try:
         call.consumer = await identify(gw, request)  # 1
         target = resolve(gw, service, operation)
@@ -328,26 +444,37 @@ async def handle_call(gw: Gateway, request: Request, service: str, operation: st
         body = await read_body(request, gw.settings.max_body_bytes)
         call.request_bytes = len(body)
         payload = validate(body, target)  # 4
-        result = await dispatch(gw, target, payload, call)  # 5
-        data = normalise(target, result)  # 6
+        stored = await dedupe(gw, request, target, payload, call)
+        if stored is not None:
+            pass  # answered before: the stored reply is sent again, nothing is called
+        elif target.service.mode_of(target.spec.name) == "async":
+            data, status = await enqueue(gw, target, payload, call), 202
+        else:
+            result = await dispatch(gw, target, payload, call)  # 5
+            data = normalise(target, result)  # 6
     except BusError as exc:
         error = exc
     except Exception:  # the last net: a bug in the bus or an adapter must not reach the caller
         log.exception("call failed unexpectedly", service=service, operation=operation)
         error = InternalError()
-    if error is not None:
-        error.request_id = call.request_id
-        envelope = error_envelope(call.request_id, service, operation, error)
+    if stored is not None:
+        body_out, status = stored.body, stored.status
+        call.reply_headers.update(stored.headers)
+        call.reply_headers["Idempotent-Replayed"] = "true"
     else:
-        envelope = Envelope(
-            request_id=call.request_id,
-            service=service,
-            operation=operation,
-            status="ok",
-            data=data,
-        )
-    body_out = envelope.model_dump_json().encode()
-    status = 200 if error is None else error.http_status
+        if error is not None:
+            error.request_id = call.request_id
+            envelope = error_envelope(call.request_id, service, operation, error)
+            status = error.http_status
+        else:
+            envelope = Envelope(
+                request_id=call.request_id,
+                service=service,
+                operation=operation,
+                status="ok",
+                data=data,
+            )
+        body_out = envelope.model_dump_json().encode()
     try:
         await record(gw, call, status, error, len(body_out))  # 7
     except Exception:  # fail closed: no reply leaves without its exchange record
@@ -357,4 +484,28 @@ async def handle_call(gw: Gateway, request: Request, service: str, operation: st
         envelope = error_envelope(call.request_id, service, operation, error)
         body_out = envelope.model_dump_json().encode()
         status = error.http_status
+    if call.idempotency_key is not None:
+        await _settle_key(gw, call, status, error, body_out)
     return respond(body_out, status, call, error)  # 8
+
+
+async def _settle_key(
+    gw: Gateway, call: Call, status: int, error: BusError | None, body: bytes
+) -> None:
+    """Keep the reply under the caller's key, unless a retry could still change it: then the
+    key is freed so that the caller's retry with the same key is served afresh."""
+    assert call.idempotency_key is not None
+    store = gw.idempotency_store
+    try:
+        if error is None or not error.retryable:
+            headers = {
+                h: call.reply_headers[h] for h in _REPLAYED_HEADERS if h in call.reply_headers
+            }
+            reply = StoredReply(status=status, body=body, headers=headers)
+            await store.complete(
+                call.consumer.id, call.idempotency_key, reply, gw.clock.now().timestamp()
+            )
+        else:
+            await store.release(call.consumer.id, call.idempotency_key)
+    except Exception:  # the reply is sent: the key stays locked until its lock expires
+        log.exception("idempotency key could not be settled", request_id=call.request_id)

@@ -3,7 +3,10 @@
 Policies from bus.yaml are composed from tenacity's pieces: ``stop_after_attempt`` or'd with
 ``stop_before_delay`` (no attempt starts that could not finish within the deadline), exponential
 backoff with jitter, stretched to an upstream's ``Retry-After``, and a predicate that retries only
-retryable upstream errors of idempotent operations. The deadline covers every attempt and wait.
+retryable upstream errors (connection errors, timeouts, 429, 502/503/504). The deadline covers
+every attempt and wait. Whether a call may be retried at all is decided per call: reads always,
+writes only when they carry an idempotency key the upstream honours. An open circuit breaker
+ends the retries at once: an attempt it refuses is not an attempt worth repeating.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from typing import TypeVar
 import tenacity
 from tenacity.wait import wait_base
 
+from bus.circuit import CircuitOpen
 from bus.config import RetryPolicyConfig
 from bus.errors import UpstreamError, UpstreamTimeout
 
@@ -41,23 +45,22 @@ class _WaitRetryAfter(wait_base):
 
 
 def _retryable(exc: BaseException) -> bool:
-    return isinstance(exc, UpstreamError) and exc.retryable
+    return isinstance(exc, UpstreamError) and exc.retryable and not isinstance(exc, CircuitOpen)
 
 
 class CallPolicy:
     """How one operation of one service is called: deadline and retry policy.
 
     The tenacity pieces are built once here; each call gets its own ``AsyncRetrying`` (tenacity
-    keeps per-run state in it). Operations that may not be retried skip tenacity altogether.
+    keeps per-run state in it). Calls that may not be retried skip tenacity altogether.
     """
 
-    __slots__ = ("_retry", "_stop", "_wait", "attempts", "deadline", "idempotent", "retry")
+    __slots__ = ("_retry", "_stop", "_wait", "attempts", "deadline", "retry")
 
-    def __init__(self, deadline: float, retry: RetryPolicyConfig, idempotent: bool) -> None:
+    def __init__(self, deadline: float, retry: RetryPolicyConfig) -> None:
         self.deadline = deadline
         self.retry = retry
-        self.idempotent = idempotent
-        self.attempts = retry.attempts if idempotent else 1
+        self.attempts = retry.attempts
         self._stop = tenacity.stop_after_attempt(self.attempts) | tenacity.stop_before_delay(
             deadline
         )
@@ -76,7 +79,8 @@ class CallPolicy:
 
 @dataclass(slots=True)
 class Outcome:
-    """How many attempts a call took; read by the exchange record."""
+    """How many upstream attempts a call made (the attempt function counts them, so a call
+    refused by an open circuit counts none); read by the exchange record."""
 
     attempts: int = 0
 
@@ -86,17 +90,18 @@ async def run_with_policy(
     policy: CallPolicy,
     outcome: Outcome,
     sleep: Sleep = asyncio.sleep,
+    *,
+    retry: bool = True,
 ) -> T:
-    """Run ``attempt`` until it succeeds, the policy gives up, or the deadline passes."""
+    """Run ``attempt`` until it succeeds, the policy gives up, or the deadline passes;
+    ``retry=False``: one attempt only."""
     deadline = asyncio.timeout(policy.deadline)
     try:
         async with deadline:
-            if policy.attempts == 1:
-                outcome.attempts = 1
+            if not retry or policy.attempts == 1:
                 return await attempt()
             async for try_ in policy.retrying(sleep):
                 with try_:
-                    outcome.attempts += 1
                     return await attempt()
     except TimeoutError as exc:
         if not deadline.expired():  # a timeout raised inside the adapter, not the deadline

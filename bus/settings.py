@@ -66,5 +66,26 @@ class Settings(BaseSettings):
         description="Key of the HMAC digests of raw upstream messages in exchange records; "
         "random per process when unset (digests then cannot be re-checked after a restart).",
     )
+    idempotency_ttl: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="How long an Idempotency-Key and its stored reply are kept (s).",
+    )
+    delivery_worker: Literal["inprocess", "off"] = Field(
+        default="inprocess",
+        description="inprocess: each gateway process also delivers queued messages. off: only "
+        "`lgsp worker` processes deliver them.",
+    )
+    delivery_concurrency: int = Field(
+        default=16, ge=1, le=1000, description="Deliveries one worker sends at the same time."
+    )
+    delivery_poll_seconds: float = Field(
+        default=1.0, gt=0, description="Longest a worker sleeps before looking for due messages."
+    )
+    grace_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        description="On SIGTERM, how long in-flight calls and deliveries may take to finish.",
+    )
     http_max_connections: int = Field(default=200, ge=1)
     http_keepalive_seconds: float = Field(default=30.0, gt=0)

@@ -120,11 +120,27 @@ def test_adapter_options_are_validated_by_the_adapter() -> None:
     assert problem.startswith("bus.yaml:6: services.echo.options.volume:")
 
 
-def test_async_mode_is_refused_until_delivery_exists() -> None:
-    """mode: async is refused plainly rather than silently served synchronously."""
-    text = "version: 1\nservices:\n  echo:\n    adapter: echo\n    mode: async\n"
-    [problem] = problems_of(text)
-    assert problem.startswith("bus.yaml:5: services.echo.mode: async delivery")
+def test_resilience_settings_per_service() -> None:
+    """mode, circuit breaker, bulkhead and delivery policy are read per service; a bad value
+    is reported on its line."""
+    text = (
+        "version: 1\nservices:\n  echo:\n    adapter: echo\n    mode: async\n"
+        "    max_in_flight: 7\n    circuit_breaker: {failure_rate: 0.25, open_seconds: 3}\n"
+        "    delivery: {attempts: 4}\n  quiet:\n    adapter: echo\n    circuit_breaker: null\n"
+    )
+    loaded = parse_config(text)
+    gw = build_gateway(Settings(), loaded, discover(), environ={})
+    echo, quiet = gw.services["echo"], gw.services["quiet"]
+    assert echo.mode_of("echo") == "async"
+    assert quiet.mode_of("echo") == "sync"
+    assert echo.bulkhead.max_in_flight == 7
+    assert echo.breaker is not None
+    assert echo.breaker.snapshot()["config"]["failure_rate"] == 0.25
+    assert quiet.breaker is None
+    assert echo.config.delivery.attempts == 4
+    bad = text.replace("failure_rate: 0.25", "failure_rate: 2")
+    [problem] = problems_of(bad)
+    assert problem.startswith("bus.yaml:7: services.echo.circuit_breaker.failure_rate:")
 
 
 def test_missing_file(tmp_path: Path) -> None:
@@ -149,7 +165,7 @@ services:
   echo: {adapter: echo, retry: patient, timeout: 7}
 """
     gw = build_gateway(Settings(), parse_config(text), discover(), environ={})
-    policy = gw.services["echo"].policies["echo"]
+    policy = gw.services["echo"].policy
     assert policy.retry.attempts == 5
     assert policy.deadline == 7
 

@@ -71,10 +71,12 @@ async def test_readyz_reports_unreachable_upstream(
         strict = await client.get("/readyz?strict=true")
     assert lenient.status_code == 200
     assert lenient.json()["status"] == "degraded"
-    assert lenient.json()["upstreams"]["land"] == {
+    land = lenient.json()["upstreams"]["land"]
+    assert {k: land[k] for k in ("url", "reachable", "detail", "latency_ms")} == {
         "url": "https://parcels.example.test/api/",
         "reachable": False,
         "detail": "ConnectError",
         "latency_ms": None,
     }
+    assert land["circuit"]["state"] == "closed"  # a probe is not a call: it moves no circuit
     assert strict.status_code == 503

@@ -55,13 +55,13 @@ async def test_catalogue_lists_services_and_operations(
     land = services["land"]
     assert land["adapter"] == "parcels"
     assert land["package"] == "lgsp-example-parcels"
-    assert land["mode"] == "sync"
     assert land["description"] == "Provincial land parcel registry (example plugin)"
     ops = {o["name"]: o for o in land["operations"]}
     assert ops["parcel.get"] == {
         "name": "parcel.get",
         "description": "Read one land parcel.",
         "idempotent": True,
+        "mode": "sync",
     }
     assert ops["parcel.note"]["idempotent"] is False
     assert services["echo"]["description"] == "Smoke test"

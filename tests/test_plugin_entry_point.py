@@ -36,7 +36,12 @@ def test_installed_plugin_is_discovered_with_its_package(example_plugin: Adapter
     assert entry is not None
     assert entry.package == "lgsp-example-parcels"
     assert entry.target == "lgsp_example_parcels:ParcelAdapter"
-    assert set(entry.adapter.operations) == {"parcel.get", "parcel.note"}
+    assert set(entry.adapter.operations) == {
+        "parcel.get",
+        "parcel.note",
+        "parcel.register",
+        "parcel.change",
+    }
     builtin = example_plugin.get("echo")
     assert builtin is not None
     assert builtin.package == "lgsp-bus"

@@ -35,6 +35,10 @@ class Exchange:
     reply_bytes: int
     #: Digests and sizes of the raw upstream messages (e.g. SOAP envelopes), never their content.
     upstream_exchanges: tuple[dict[str, Any], ...] = ()
+    #: The store-and-forward delivery this exchange queued, or is an attempt of.
+    delivery_id: str | None = None
+    #: Answered from the idempotency store: the reply stored under the caller's key, no call.
+    replayed: bool = False
 
 
 _FIELDS = tuple(f.name for f in fields(Exchange))

@@ -31,6 +31,15 @@ class NoteReceipt(CanonicalModel):
     note_id: str
 
 
+class ChangeRequest(CanonicalModel):
+    parcel_id: str = Field(pattern=r"^[0-9]{2}-[0-9]{4}$")
+    change: str = Field(max_length=200, description="What changed, e.g. a new land use.")
+
+
+class ChangeReceipt(CanonicalModel):
+    change_id: str
+
+
 class ParcelAdapter(Adapter):
     description = "Provincial land parcel registry (example plugin)"
 
@@ -56,3 +65,40 @@ class ParcelAdapter(Adapter):
         )
         raise_for_upstream_status(reply)
         return NoteReceipt(note_id=str(reply.json()["id"]))
+
+    @operation(
+        "parcel.register",
+        input=ChangeRequest,
+        output=ChangeReceipt,
+        idempotent=False,
+        honours_idempotency_key=True,
+    )
+    async def register(self, request: ChangeRequest, ctx: Context) -> ChangeReceipt:
+        """Register a change now; the registry de-duplicates by Idempotency-Key."""
+        return await self._post_change(request, ctx)
+
+    @operation(
+        "parcel.change",
+        input=ChangeRequest,
+        output=ChangeReceipt,
+        idempotent=False,
+        honours_idempotency_key=True,
+        mode="async",
+        order_by="parcel_id",
+    )
+    async def change(self, request: ChangeRequest, ctx: Context) -> ChangeReceipt:
+        """Record a change of a parcel, delivered in order per parcel (store-and-forward)."""
+        return await self._post_change(request, ctx)
+
+    async def _post_change(self, request: ChangeRequest, ctx: Context) -> ChangeReceipt:
+        headers = {"X-Api-Key": ctx.credentials["api_key"]}
+        if ctx.idempotency_key is not None:
+            headers["Idempotency-Key"] = ctx.idempotency_key
+        reply = await ctx.http.post(
+            f"{ctx.upstream.base_url}/parcels/{request.parcel_id}/changes",
+            json={"change": request.change},
+            headers=headers,
+            timeout=ctx.upstream.http_timeout,
+        )
+        raise_for_upstream_status(reply)
+        return ChangeReceipt(change_id=str(reply.json()["id"]))
