@@ -8,6 +8,7 @@ is, outermost first: request id, error envelope, then FastAPI's routing.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -143,9 +144,11 @@ def create_app(
             worker = DeliveryWorker(gw)
             worker.start()
         app.state.delivery_worker = worker
+        housekeeping = asyncio.create_task(purge_expired_keys(gw), name="lgsp-housekeeping")
         try:
             yield
         finally:
+            housekeeping.cancel()
             if worker is not None:
                 await worker.stop()
             await gw.stop()
@@ -331,6 +334,18 @@ def create_app(
     app.add_middleware(ErrorEnvelopeMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
+
+
+async def purge_expired_keys(gw: Gateway, every: float = 3600.0) -> None:
+    """Remove expired idempotency keys now and then, for as long as the gateway runs."""
+    while True:
+        try:
+            purged = await gw.idempotency_store.purge_expired(gw.clock.now().timestamp())
+            if purged:
+                get_logger().info("expired idempotency keys purged", count=purged)
+        except Exception:  # housekeeping must not stop the gateway; it tries again later
+            get_logger().exception("purging expired idempotency keys failed")
+        await asyncio.sleep(every)
 
 
 def has_async_operations(gw: Gateway) -> bool:

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from bus.cli import app as cli
 from bus.registry import AdapterRegistry
+from bus.security.consumers import Consumers
+from bus.security.store import SqliteConsumerStore
 from bus.settings import Settings
 from tests.support import running
 from tests.test_dispatch import make
@@ -283,3 +285,47 @@ async def test_shutdown_gives_in_flight_deliveries_back(
     shown = json.loads(result.output)
     assert shown["state"] == "queued"
     assert shown["attempts"] == 0
+
+
+async def test_a_consumer_sees_only_its_own_deliveries(
+    example_plugin: AdapterRegistry,
+    settings_for: Callable[..., Settings],
+    router: respx.MockRouter,
+    sensitive: Callable[[str], str],
+) -> None:
+    """With required auth, another consumer's delivery id is a 404 (its existence is not
+    confirmed); keys are per consumer, so the same Idempotency-Key of two consumers is two
+    deliveries; a call without credentials is 401."""
+    receiver(router)
+    settings = fast(settings_for(yaml_with(), auth="required"))
+    app, _ = make(example_plugin, settings, router)
+    store = SqliteConsumerStore(settings.store_path)
+    consumers = Consumers(store)
+    keys = {}
+    for cid in ("one-stop-shop", "land-office"):
+        await consumers.create(cid, cid, rights=["land/*"])
+        keys[cid] = sensitive((await consumers.create_key(cid))[0])
+    await store.close()
+    body = {"parcel_id": "12-0034", "change": "x"}
+    async with running(app) as client:
+
+        async def post(cid: str) -> str:
+            headers = {"X-API-Key": keys[cid], "Idempotency-Key": "same-key"}
+            reply = await client.post(CHANGE, json=body, headers=headers)
+            assert reply.status_code == 202, reply.text
+            return str(reply.json()["data"]["delivery_id"])
+
+        mine, theirs = await post("one-stop-shop"), await post("land-office")
+        assert mine != theirs
+        own = await client.get(
+            f"/v1/deliveries/{mine}", headers={"X-API-Key": keys["one-stop-shop"]}
+        )
+        other = await client.get(
+            f"/v1/deliveries/{theirs}", headers={"X-API-Key": keys["one-stop-shop"]}
+        )
+        anonymous = await client.get(f"/v1/deliveries/{mine}")
+    assert own.status_code == 200
+    assert own.json()["data"]["delivery_id"] == mine
+    assert other.status_code == 404
+    assert other.json()["error"]["code"] == "client.not_found"
+    assert anonymous.status_code == 401

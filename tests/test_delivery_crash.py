@@ -48,12 +48,20 @@ def _free_port() -> int:
 
 
 class Registry:
-    """The upstream: applies each change once per Idempotency-Key, counts every request."""
+    """The upstream: applies each change once per Idempotency-Key, counts every request;
+    answers parcel reads after ``read_delay`` seconds."""
 
     def __init__(self) -> None:
         self.applied: dict[str, tuple[str, int]] = {}
         self.order: dict[str, list[int]] = defaultdict(list)
         self.requests: Counter[str] = Counter()
+        self.read_delay = 0.0
+        self.reads_started = threading.Event()
+
+    async def parcel(self, request: Request) -> JSONResponse:
+        self.reads_started.set()
+        await asyncio.sleep(self.read_delay)
+        return JSONResponse({"id": request.path_params["parcel"], "area": 512, "use": "ODT"})
 
     async def change(self, request: Request) -> JSONResponse:
         try:
@@ -74,7 +82,12 @@ class Registry:
 @pytest.fixture
 def registry() -> Iterator[tuple[Registry, str]]:
     reg = Registry()
-    app = Starlette(routes=[Route("/api/parcels/{parcel}/changes", reg.change, methods=["POST"])])
+    app = Starlette(
+        routes=[
+            Route("/api/parcels/{parcel}/changes", reg.change, methods=["POST"]),
+            Route("/api/parcels/{parcel}", reg.parcel, methods=["GET"]),
+        ]
+    )
     port = _free_port()
     server = uvicorn.Server(
         uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
@@ -138,9 +151,8 @@ def _states(db: Path) -> dict[str, int]:
         return dict(conn.execute("SELECT state, count(*) FROM deliveries GROUP BY state"))
 
 
-async def _queue_all(base: str) -> list[str]:
-    """Queue STEPS changes for each parcel, each parcel's in order; parcels concurrently."""
-    ids: list[str] = []
+async def _queue(base: str, changes: list[tuple[str, int]]) -> list[str]:
+    """Queue ``changes`` (parcel, step) through the gateway, concurrently; their delivery ids."""
     async with httpx.AsyncClient(base_url=base, timeout=10) as client:
 
         async def one(parcel: str, step: int) -> str:
@@ -151,9 +163,14 @@ async def _queue_all(base: str) -> list[str]:
             assert reply.status_code == 202, reply.text
             return str(reply.json()["data"]["delivery_id"])
 
-        for step in range(STEPS):
-            parcels = [f"12-{p:04d}" for p in range(PARCELS)]
-            ids += await asyncio.gather(*(one(parcel, step) for parcel in parcels))
+        return list(await asyncio.gather(*(one(parcel, step) for parcel, step in changes)))
+
+
+async def _queue_all(base: str) -> list[str]:
+    """Queue STEPS changes for each parcel, each parcel's in order; parcels concurrently."""
+    ids: list[str] = []
+    for step in range(STEPS):
+        ids += await _queue(base, [(f"12-{p:04d}", step) for p in range(PARCELS)])
     return ids
 
 
@@ -166,6 +183,64 @@ def _wait(what: str, done: Callable[[], bool], seconds: float, log: Path) -> Non
     pytest.fail(f"{what} did not happen within {seconds} s; logs:\n{log.read_text()[-4000:]}")
 
 
+def _serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    port = _free_port()
+    proc = _start(env, "serve", "--port", str(port), log=log)
+    base = f"http://127.0.0.1:{port}"
+
+    def serving() -> bool:
+        try:
+            return httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200
+        except httpx.TransportError:
+            return False
+
+    _wait("lgsp serve answering", serving, 30, log)
+    return proc, base
+
+
+def test_sigterm_finishes_calls_in_flight_and_keeps_the_queue(
+    registry: tuple[Registry, str], tmp_path: Path
+) -> None:
+    """SIGTERM: the gateway stops accepting connections, the call in flight still gets its
+    answer, the process exits cleanly, and queued messages stay queued for the next start."""
+    reg, upstream = registry
+    reg.read_delay = 1.5
+    env = _environment(tmp_path, upstream) | {"LGSP_GRACE_SECONDS": "10"}
+    log = tmp_path / "processes.log"
+    server, base = _serve(env, log)
+    try:
+        ids = asyncio.run(_queue(base, [("12-0001", 0), ("12-0001", 1), ("12-0002", 0)]))
+        answers: list[httpx.Response] = []
+        call = threading.Thread(
+            target=lambda: answers.append(
+                httpx.post(
+                    f"{base}/v1/services/land/parcel.get",
+                    json={"parcel_id": "12-0034"},
+                    timeout=10,
+                )
+            )
+        )
+        call.start()
+        assert reg.reads_started.wait(10)
+        server.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        with pytest.raises(httpx.TransportError):  # no longer accepting
+            httpx.get(f"{base}/healthz", timeout=1)
+        call.join(timeout=10)
+        # uvicorn re-raises the signal once its graceful shutdown is done, as the convention
+        # for a process stopped by a signal; the answer below shows nothing was cut short.
+        assert server.wait(timeout=15) in (0, -signal.SIGTERM)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait(timeout=10)
+    assert [a.status_code for a in answers] == [200]
+    assert answers[0].json()["data"]["parcel_id"] == "12-0034"
+    with sqlite3.connect(tmp_path / "lgsp.db") as conn:
+        rows = conn.execute("SELECT id, state, attempts FROM deliveries").fetchall()
+    assert sorted(rows) == sorted((i, "queued", 0) for i in ids)
+
+
 def test_sigkill_in_the_middle_of_delivery_loses_nothing_and_duplicates_nothing(
     registry: tuple[Registry, str], tmp_path: Path
 ) -> None:
@@ -173,19 +248,9 @@ def test_sigkill_in_the_middle_of_delivery_loses_nothing_and_duplicates_nothing(
     env = _environment(tmp_path, upstream)
     db = tmp_path / "lgsp.db"
     log = tmp_path / "processes.log"
-    port = _free_port()
-    server = _start(env, "serve", "--port", str(port), log=log)
+    server, base = _serve(env, log)
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        base = f"http://127.0.0.1:{port}"
-
-        def serving() -> bool:
-            try:
-                return httpx.get(f"{base}/healthz", timeout=0.5).status_code == 200
-            except httpx.TransportError:
-                return False
-
-        _wait("lgsp serve answering", serving, 30, log)
         ids = asyncio.run(_queue_all(base))
         assert len(set(ids)) == PARCELS * STEPS
         assert _states(db) == {"queued": PARCELS * STEPS}

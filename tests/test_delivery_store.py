@@ -462,7 +462,10 @@ async def test_list_filters_newest_first_with_a_cursor(store: SqliteDeliveryStor
 
     pages: list[list[str]] = []
     cursor: int | None = None
-    while page := await store.list(service="x", after_seq=cursor, limit=2):
+    for _ in range(5):  # bounded: a cursor that does not advance must fail, not hang
+        page = await store.list(service="x", after_seq=cursor, limit=2)
+        if not page:
+            break
         pages.append([d.id for d in page])
         cursor = page[-1].seq
     assert pages == [[dead.id, made[4].id], [made[2].id, made[0].id]]
@@ -531,7 +534,10 @@ async def test_two_stores_on_one_file_never_share_a_row(tmp_path: Path) -> None:
 
         async def work(store: SqliteDeliveryStore, owner: str) -> list[str]:
             mine: list[str] = []
-            while batch := await store.claim(owner, 10, T0 + 1, 3600.0):
+            for _ in range(40):  # 200 rows, 10 a claim: 20 claims at most for one worker
+                batch = await store.claim(owner, 10, T0 + 1, 3600.0)
+                if not batch:
+                    break
                 for d in batch:
                     assert d.lease_owner == owner
                     mine.append(d.id)
