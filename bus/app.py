@@ -144,7 +144,8 @@ def create_app(
             worker = DeliveryWorker(gw)
             worker.start()
         app.state.delivery_worker = worker
-        housekeeping = asyncio.create_task(purge_expired_keys(gw), name="lgsp-housekeeping")
+        await purge_expired_keys(gw)  # at start, then hourly
+        housekeeping = asyncio.create_task(_housekeeping(gw), name="lgsp-housekeeping")
         try:
             yield
         finally:
@@ -336,16 +337,22 @@ def create_app(
     return app
 
 
-async def purge_expired_keys(gw: Gateway, every: float = 3600.0) -> None:
-    """Remove expired idempotency keys now and then, for as long as the gateway runs."""
+async def purge_expired_keys(gw: Gateway) -> None:
+    """Remove expired idempotency keys; a failure is logged, never raised (housekeeping)."""
+    log = get_logger()
+    try:
+        purged = await gw.idempotency_store.purge_expired(gw.clock.now().timestamp())
+    except Exception:  # housekeeping must not stop the gateway; it tries again later
+        log.exception("purging expired idempotency keys failed")
+        return
+    if purged:
+        log.info("expired idempotency keys purged", count=purged)
+
+
+async def _housekeeping(gw: Gateway, every: float = 3600.0) -> None:
     while True:
-        try:
-            purged = await gw.idempotency_store.purge_expired(gw.clock.now().timestamp())
-            if purged:
-                get_logger().info("expired idempotency keys purged", count=purged)
-        except Exception:  # housekeeping must not stop the gateway; it tries again later
-            get_logger().exception("purging expired idempotency keys failed")
         await asyncio.sleep(every)
+        await purge_expired_keys(gw)
 
 
 def has_async_operations(gw: Gateway) -> bool:

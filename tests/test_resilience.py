@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Callable
 
 import httpx
@@ -303,3 +304,28 @@ async def test_concurrent_same_key_is_in_progress(
     assert second.json()["error"]["code"] == "client.idempotency_in_progress"
     assert int(second.headers["retry-after"]) >= 1
     assert route.call_count == 1
+
+
+async def test_expired_key_is_purged_and_free_again(
+    example_plugin: AdapterRegistry,
+    settings_for: Callable[..., Settings],
+    router: respx.MockRouter,
+) -> None:
+    """After LGSP_IDEMPOTENCY_TTL the key is purged at start-up and may be used afresh."""
+    route = router.post(CHANGES).respond(201, json={"id": "c-4"})
+    clock = StepClock()
+    settings = settings_for(yaml_with()).model_copy(update={"idempotency_ttl": 60})
+    headers = {"Idempotency-Key": "k-4"}
+    app, _ = make(example_plugin, settings, router, clock=clock)
+    async with running(app) as client:
+        assert (await client.post(REGISTER, json=CHANGE, headers=headers)).status_code == 200
+    with sqlite3.connect(settings.store_path) as db:
+        assert db.execute("SELECT count(*) FROM idempotency_keys").fetchone() == (1,)
+    clock.t += 61
+    app, _ = make(example_plugin, settings, router, clock=clock)
+    async with running(app) as client:
+        with sqlite3.connect(settings.store_path) as db:
+            assert db.execute("SELECT count(*) FROM idempotency_keys").fetchone() == (0,)
+        other = {**CHANGE, "change": "another change"}
+        assert (await client.post(REGISTER, json=other, headers=headers)).status_code == 200
+    assert route.call_count == 2

@@ -284,8 +284,9 @@ _COLUMNS = (
 # S608 exemptions); every value is a bound parameter.
 _SELECT = "SELECT " + _COLUMNS + " FROM deliveries"  # noqa: S608
 
-# The ordering rule, for a queued row ``d``. The IN list must stay textually the same as the
-# WHERE of deliveries_pending_key, or SQLite cannot use that partial index.
+# The ordering rule, for a queued row ``d``. The IN list must stay textually the same as in the
+# WHERE of deliveries_pending_key (whose ``order_key IS NOT NULL`` follows from the ``=``), or
+# SQLite cannot use that partial index; test_claim_query_is_served_by_indexes checks it.
 _HEAD_OF_ITS_KEY = """(
     d.order_key IS NULL
     OR NOT EXISTS (
