@@ -208,6 +208,12 @@ def operation(
     retries; ``order_by`` names the input field (e.g. a dossier code) whose messages must arrive
     in order. The description defaults to the first line of the method's docstring.
     """
+    if mode == "async" and not (idempotent or honours_idempotency_key):
+        raise TypeError(
+            f"operation {name!r}: a store-and-forward write may be delivered twice (after a "
+            "crash or an ambiguous failure); declare honours_idempotency_key=True and send "
+            "ctx.idempotency_key upstream"
+        )
     if order_by is not None and order_by not in input.model_fields:
         raise TypeError(f"operation {name!r}: order_by={order_by!r} is not a field of {input}")
 

@@ -185,11 +185,19 @@ class CircuitBreaker:
             self._probes_out += 1
         return self._generation
 
-    def release(self, ticket: int, failed: bool) -> None:
-        """Record the outcome of the call that got ``ticket``; stale tickets are ignored."""
+    def release(self, ticket: int, failed: bool | None) -> None:
+        """Record the outcome of the call that got ``ticket``; stale tickets are ignored.
+
+        ``failed=None``: the call says nothing about the upstream (a bug in the adapter): its
+        probe slot is freed, and nothing is counted either way.
+        """
         if ticket != self._generation:
             return
         now = self._clock.monotonic()
+        if failed is None:
+            if self._state == "half_open" and self._probes_out > 0:
+                self._probes_out -= 1
+            return
         if self._state == "closed":
             self._window.record(now, failed)
             if (

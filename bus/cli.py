@@ -15,6 +15,7 @@ lgsp status                    a running gateway's upstreams, circuits and deliv
 from __future__ import annotations
 
 import asyncio
+import math
 import os
 import sqlite3
 from collections.abc import Awaitable, Callable
@@ -111,7 +112,7 @@ def serve(
         proxy_headers=False,
         # SIGTERM: stop accepting, let calls in flight finish for this long, then shut down
         # (the delivery worker then gets the same grace; undelivered messages stay queued).
-        timeout_graceful_shutdown=int(settings.grace_seconds) or None,
+        timeout_graceful_shutdown=math.ceil(settings.grace_seconds),
     )
 
 

@@ -85,7 +85,7 @@ class CircuitBreakerConfig(_Strict):
         default=30.0, gt=0, le=3600, description="Sliding window the rate is measured over (s)."
     )
     minimum_calls: int = Field(
-        default=10, ge=1, description="Attempts in the window before the rate is judged."
+        default=20, ge=1, description="Attempts in the window before the rate is judged."
     )
     open_seconds: float = Field(
         default=15.0, gt=0, le=3600, description="How long an open circuit refuses calls (s)."
@@ -126,6 +126,13 @@ class ServiceConfig(_Strict):
     upstream: UpstreamConfig | None = None
     timeout: float = Field(default=10.0, gt=0, le=600, description="Deadline of one call (s).")
     connect_timeout: float = Field(default=3.0, gt=0, le=60)
+    attempt_timeout: float | None = Field(
+        default=None,
+        gt=0,
+        le=600,
+        description="Read timeout of one attempt (s), so that a slow attempt can be retried "
+        "within the deadline; default: the whole deadline (a slow answer is not retried).",
+    )
     retry: str = "default"
     mode: Literal["sync", "async"] | None = Field(
         default=None,

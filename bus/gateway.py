@@ -69,7 +69,7 @@ class ServiceRuntime:
             return None
         return Upstream(
             base_url=str(up.base_url).rstrip("/"),
-            timeout=self.config.timeout,
+            timeout=min(self.config.attempt_timeout or self.config.timeout, self.config.timeout),
             connect_timeout=self.config.connect_timeout,
         )
 
@@ -209,6 +209,20 @@ def build_gateway(
                 for err in exc.errors()
             ]
             continue
+        if svc.mode == "async":
+            unsafe = [
+                op
+                for op, spec in entry.adapter.operations.items()
+                if not (spec.idempotent or spec.honours_idempotency_key)
+            ]
+            if unsafe:
+                problems.append(
+                    loaded.problem(
+                        (*base, "mode"),
+                        f"async delivery may send a message twice; {', '.join(unsafe)} of "
+                        f"adapter {svc.adapter!r} cannot pass a de-duplication key upstream",
+                    )
+                )
         retry = loaded.config.retry_policy(svc.retry)
         assert retry is not None  # parse_config refused unknown policy names
         services[name] = ServiceRuntime(

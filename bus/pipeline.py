@@ -95,6 +95,10 @@ class Call:
     idempotency_key: str | None = None
     delivery_id: str | None = None
     replayed: bool = False
+    replayed_body: bytes = b""
+    #: Whether a retry of this call cannot apply a write twice (a read, or a write whose
+    #: upstream de-duplicates by the key): decides what a retryable failure does to the key.
+    retry_safe: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,8 +268,10 @@ async def dedupe(
     )
     if isinstance(claim, Claimed):
         call.idempotency_key = key
+        call.retry_safe = spec.idempotent or spec.honours_idempotency_key
         return None
     call.replayed = True
+    call.replayed_body = claim.reply.body
     return claim.reply
 
 
@@ -332,7 +338,7 @@ async def dispatch(gw: Gateway, target: Target, payload: BaseModel, call: Call) 
     async def attempt() -> Any:
         ticket = breaker.acquire() if breaker is not None else 0  # open: CircuitOpen, no call
         call.outcome.attempts += 1
-        failed = True  # cancelled by the deadline: the upstream did not answer in time
+        failed: bool | None = True  # cancelled by the deadline: no answer in time
         try:
             result = await handler(payload, ctx)
             failed = False
@@ -350,7 +356,7 @@ async def dispatch(gw: Gateway, target: Target, payload: BaseModel, call: Call) 
                 f"the reply of {svc.name} could not be read as {spec.name}'s output"
             ) from exc
         except Exception:
-            failed = False  # a bug of the adapter says nothing about the upstream
+            failed = None  # a bug of the adapter says nothing about the upstream
             raise
         finally:
             if breaker is not None:
@@ -382,7 +388,19 @@ def normalise(target: Target, result: Any) -> BaseModel:
 # -- 7-8: record and respond ----------------------------------------------------------------
 
 
+def _error_code_of(envelope: bytes) -> str | None:
+    """The error code inside a stored error envelope (for the record of its replay)."""
+    try:
+        code = pydantic_core.from_json(envelope)["error"]["code"]
+    except (ValueError, KeyError, TypeError):
+        return None
+    return code if isinstance(code, str) else None
+
+
 async def record(gw: Gateway, call: Call, status: int, error: BusError | None, size: int) -> None:
+    error_code = error.code if error is not None else None
+    if error is None and call.replayed and status >= 400:
+        error_code = _error_code_of(call.replayed_body)
     await gw.recorder.record(
         Exchange(
             request_id=call.request_id,
@@ -391,9 +409,9 @@ async def record(gw: Gateway, call: Call, status: int, error: BusError | None, s
             operation=call.operation,
             received_at=call.received_at,
             duration_ms=round((gw.clock.monotonic() - call.started) * 1000, 3),
-            outcome="ok" if error is None else "error",
+            outcome="ok" if status < 400 else "error",
             http_status=status,
-            error_code=None if error is None else error.code,
+            error_code=error_code,
             attempts=call.outcome.attempts,
             request_bytes=call.request_bytes,
             reply_bytes=size,
@@ -492,12 +510,21 @@ async def handle_call(gw: Gateway, request: Request, service: str, operation: st
 async def _settle_key(
     gw: Gateway, call: Call, status: int, error: BusError | None, body: bytes
 ) -> None:
-    """Keep the reply under the caller's key, unless a retry could still change it: then the
-    key is freed so that the caller's retry with the same key is served afresh."""
+    """Keep the reply under the caller's key, or free the key so that the caller's retry with
+    it is served afresh: freed when nothing reached the upstream (an open circuit, a full
+    bulkhead, a store that could not queue), or when the failure is retryable and a retry
+    cannot apply a write twice. A retryable failure of a write the upstream does not
+    de-duplicate (a 504 after the write may have been applied) is kept: the same key then gets
+    the same answer instead of a second write."""
     assert call.idempotency_key is not None
     store = gw.idempotency_store
+    free = error is not None and (
+        call.outcome.attempts == 0 or (error.retryable and call.retry_safe)
+    )
     try:
-        if error is None or not error.retryable:
+        if free:
+            await store.release(call.consumer.id, call.idempotency_key)
+        else:
             headers = {
                 h: call.reply_headers[h] for h in _REPLAYED_HEADERS if h in call.reply_headers
             }
@@ -505,7 +532,5 @@ async def _settle_key(
             await store.complete(
                 call.consumer.id, call.idempotency_key, reply, gw.clock.now().timestamp()
             )
-        else:
-            await store.release(call.consumer.id, call.idempotency_key)
     except Exception:  # the reply is sent: the key stays locked until its lock expires
         log.exception("idempotency key could not be settled", request_id=call.request_id)

@@ -1,7 +1,7 @@
 """Step 5 of the pipeline: call the adapter under a deadline and a named retry policy.
 
 Policies from bus.yaml are composed from tenacity's pieces: ``stop_after_attempt`` or'd with
-``stop_before_delay`` (no attempt starts that could not finish within the deadline), exponential
+``stop_before_delay`` (no retry is started whose wait would pass the deadline), exponential
 backoff with jitter, stretched to an upstream's ``Retry-After``, and a predicate that retries only
 retryable upstream errors (connection errors, timeouts, 429, 502/503/504). The deadline covers
 every attempt and wait. Whether a call may be retried at all is decided per call: reads always,

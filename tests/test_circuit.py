@@ -575,3 +575,23 @@ def test_bulkhead_context_manager_does_not_leave_a_slot_it_never_took() -> None:
 def test_bulkhead_needs_a_positive_limit() -> None:
     with pytest.raises(ValueError, match="max_in_flight"):
         Bulkhead("population", max_in_flight=0)
+
+
+def test_neutral_release_frees_the_probe_without_closing() -> None:
+    """A probe that failed for a reason unrelated to the upstream (an adapter bug) frees its
+    slot but neither closes nor reopens the circuit."""
+    clock = StepClock()
+    breaker = CircuitBreaker(
+        "ngsp",
+        CircuitBreakerConfig(failure_rate=0.5, window=10, minimum_calls=2, open_seconds=5),
+        clock,
+    )
+    for _ in range(2):
+        breaker.release(breaker.acquire(), failed=True)
+    assert breaker.state == "open"
+    clock.t += 5
+    ticket = breaker.acquire()
+    breaker.release(ticket, failed=None)
+    assert breaker.state == "half_open"
+    breaker.release(breaker.acquire(), failed=False)  # the slot was freed: a new probe passes
+    assert breaker.state == "closed"

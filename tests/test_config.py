@@ -10,7 +10,7 @@ import pytest
 from bus import create_app
 from bus.config import ConfigError, parse_config
 from bus.gateway import build_gateway
-from bus.registry import discover
+from bus.registry import AdapterRegistry, discover
 from bus.settings import Settings
 
 
@@ -175,3 +175,34 @@ def test_shipped_bus_yaml_is_valid() -> None:
     root = Path(__file__).resolve().parent.parent
     gw = build_gateway(Settings(), parse_config((root / "bus.yaml").read_text()), discover())
     assert "echo" in gw.services
+
+
+def test_attempt_timeout_bounds_each_attempt_not_the_deadline() -> None:
+    """attempt_timeout is the read timeout of one attempt (so a slow one can be retried); the
+    deadline stays the service's timeout; without it one attempt may use the whole deadline."""
+    text = (
+        "version: 1\nservices:\n"
+        "  a: {adapter: echo, timeout: 9, attempt_timeout: 2, upstream: {base_url: 'http://a'}}\n"
+        "  b: {adapter: echo, timeout: 9, upstream: {base_url: 'http://b'}}\n"
+    )
+    gw = build_gateway(Settings(), parse_config(text), discover(), environ={})
+    a, b = gw.services["a"], gw.services["b"]
+    assert a.upstream is not None
+    assert b.upstream is not None
+    assert a.upstream.http_timeout.read == 2
+    assert a.policy.deadline == 9
+    assert b.upstream.http_timeout.read == 9
+
+
+def test_async_mode_is_refused_for_writes_without_a_key(example_plugin: AdapterRegistry) -> None:
+    """mode: async on a service whose adapter has a write that cannot pass a de-duplication key
+    upstream is refused: a redelivery could apply it twice."""
+    text = (
+        "version: 1\nservices:\n  land:\n    adapter: parcels\n    mode: async\n"
+        "    upstream: {base_url: 'http://p', credentials: {api_key: K}}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        build_gateway(Settings(), parse_config(text), example_plugin, environ={"K": "k"})
+    [problem] = [str(p) for p in caught.value.problems]
+    assert problem.startswith("bus.yaml:5: services.land.mode: async delivery may send")
+    assert "parcel.note" in problem

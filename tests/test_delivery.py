@@ -329,3 +329,39 @@ async def test_a_consumer_sees_only_its_own_deliveries(
     assert other.status_code == 404
     assert other.json()["error"]["code"] == "client.not_found"
     assert anonymous.status_code == 401
+
+
+async def test_a_full_bulkhead_does_not_use_up_delivery_attempts(
+    example_plugin: AdapterRegistry,
+    settings_for: Callable[..., Settings],
+    router: respx.MockRouter,
+) -> None:
+    """While synchronous calls fill the upstream's bulkhead, a delivery waits without counting
+    attempts (nothing reached the upstream), then goes through in one attempt."""
+    release, reading = asyncio.Event(), asyncio.Event()
+
+    async def stuck(request: httpx.Request) -> httpx.Response:
+        reading.set()
+        await release.wait()
+        return httpx.Response(200, json={"id": "12-0034", "area": 5, "use": "ODT"})
+
+    router.get("https://parcels.example.test/api/parcels/12-0034").mock(side_effect=stuck)
+    applied = receiver(router)
+    one_at_a_time = yaml_with("{attempts: 2, initial_wait: 0.01, max_wait: 0.05, jitter: 0}")
+    app = build(example_plugin, settings_for, router, one_at_a_time + "    max_in_flight: 1\n")
+    async with running(app) as client:
+        read = asyncio.create_task(
+            client.post("/v1/services/land/parcel.get", json={"parcel_id": "12-0034"})
+        )
+        await reading.wait()
+        queued = await client.post(CHANGE, json={"parcel_id": "12-0034", "change": "x"})
+        delivery_id = queued.json()["data"]["delivery_id"]
+        await asyncio.sleep(0.3)  # the worker meets the full bulkhead, more than twice
+        waiting = (await client.get(f"/v1/deliveries/{delivery_id}")).json()["data"]
+        release.set()
+        assert (await read).status_code == 200
+        done = await until(client, delivery_id, "delivered")
+    assert waiting["state"] == "queued"
+    assert waiting["attempts"] == 0
+    assert done["attempts"] == 1
+    assert len(applied) == 1

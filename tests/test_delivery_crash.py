@@ -57,6 +57,8 @@ class Registry:
         self.requests: Counter[str] = Counter()
         self.read_delay = 0.0
         self.reads_started = threading.Event()
+        self.change_delay = 0.01  # a real registry takes a little while
+        self.changes_started = 0
 
     async def parcel(self, request: Request) -> JSONResponse:
         self.reads_started.set()
@@ -68,7 +70,8 @@ class Registry:
             body = await request.json()
         except ClientDisconnect:  # the worker was killed while sending
             return JSONResponse({"error": "the client went away"}, status_code=400)
-        await asyncio.sleep(0.01)  # a real registry takes a little while
+        self.changes_started += 1
+        await asyncio.sleep(self.change_delay)
         key = request.headers["idempotency-key"]
         self.requests[key] += 1
         if key not in self.applied:
@@ -103,7 +106,7 @@ def registry() -> Iterator[tuple[Registry, str]]:
         thread.join(timeout=10)
 
 
-def _environment(tmp_path: Path, upstream: str) -> dict[str, str]:
+def _environment(tmp_path: Path, upstream: str, timeout: float = 2) -> dict[str, str]:
     site = tmp_path / "site"
     info = site / "lgsp_example_parcels-0.1.0.dist-info"
     info.mkdir(parents=True)
@@ -123,7 +126,7 @@ services:
       base_url: {upstream}/api
       credentials: {{api_key: PARCELS_API_KEY}}
       health_path: null
-    timeout: 2
+    timeout: {timeout}
     retry: none
     delivery: {{attempts: 100, initial_wait: 0.2, max_wait: 1, jitter: 0.1}}
 """)
@@ -202,14 +205,20 @@ def test_sigterm_finishes_calls_in_flight_and_keeps_the_queue(
     registry: tuple[Registry, str], tmp_path: Path
 ) -> None:
     """SIGTERM: the gateway stops accepting connections, the call in flight still gets its
-    answer, the process exits cleanly, and queued messages stay queued for the next start."""
+    answer, the in-process worker's deliveries stuck past the grace period go back to the
+    queue (no attempt counted), and the process exits cleanly; nothing queued is lost."""
     reg, upstream = registry
     reg.read_delay = 1.5
-    env = _environment(tmp_path, upstream) | {"LGSP_GRACE_SECONDS": "10"}
+    reg.change_delay = 8.0  # longer than the grace, shorter than the deadline of 10 s
+    env = _environment(tmp_path, upstream, timeout=10) | {
+        "LGSP_GRACE_SECONDS": "2",
+        "LGSP_DELIVERY_WORKER": "inprocess",
+    }
     log = tmp_path / "processes.log"
     server, base = _serve(env, log)
     try:
-        ids = asyncio.run(_queue(base, [("12-0001", 0), ("12-0001", 1), ("12-0002", 0)]))
+        ids = asyncio.run(_queue(base, [("12-0001", 0), ("12-0002", 0), ("12-0003", 0)]))
+        _wait("deliveries in flight", lambda: reg.changes_started == 3, 10, log)
         answers: list[httpx.Response] = []
         call = threading.Thread(
             target=lambda: answers.append(
@@ -229,7 +238,7 @@ def test_sigterm_finishes_calls_in_flight_and_keeps_the_queue(
         call.join(timeout=10)
         # uvicorn re-raises the signal once its graceful shutdown is done, as the convention
         # for a process stopped by a signal; the answer below shows nothing was cut short.
-        assert server.wait(timeout=15) in (0, -signal.SIGTERM)
+        assert server.wait(timeout=20) in (0, -signal.SIGTERM)
     finally:
         if server.poll() is None:
             server.kill()
@@ -239,6 +248,7 @@ def test_sigterm_finishes_calls_in_flight_and_keeps_the_queue(
     with sqlite3.connect(tmp_path / "lgsp.db") as conn:
         rows = conn.execute("SELECT id, state, attempts FROM deliveries").fetchall()
     assert sorted(rows) == sorted((i, "queued", 0) for i in ids)
+    assert reg.applied == {}  # none was delivered: all three stay queued for the next start
 
 
 def test_sigkill_in_the_middle_of_delivery_loses_nothing_and_duplicates_nothing(

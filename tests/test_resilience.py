@@ -329,3 +329,24 @@ async def test_expired_key_is_purged_and_free_again(
         other = {**CHANGE, "change": "another change"}
         assert (await client.post(REGISTER, json=other, headers=headers)).status_code == 200
     assert route.call_count == 2
+
+
+async def test_ambiguous_failure_of_a_write_without_upstream_dedup_keeps_the_key(
+    example_plugin: AdapterRegistry,
+    settings_for: Callable[..., Settings],
+    router: respx.MockRouter,
+) -> None:
+    """parcel.note's upstream does not de-duplicate: after a 503 the write may have been
+    applied, so the key keeps that answer and the same key never writes a second time."""
+    route = router.post(URL + "/notes").mock(
+        side_effect=[httpx.Response(503), httpx.Response(201, json={"id": 7})]
+    )
+    app, _ = make(example_plugin, settings_for(yaml_with()), router)
+    headers = {"Idempotency-Key": "note-1"}
+    body = {"parcel_id": "12-0034", "text": "boundary checked"}
+    async with running(app) as client:
+        first = await client.post("/v1/services/land/parcel.note", json=body, headers=headers)
+        again = await client.post("/v1/services/land/parcel.note", json=body, headers=headers)
+    assert first.status_code == again.status_code == 503
+    assert again.headers["idempotent-replayed"] == "true"
+    assert route.call_count == 1

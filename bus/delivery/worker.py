@@ -26,10 +26,9 @@ import structlog
 from pydantic import ValidationError
 
 from bus.audit import Exchange
-from bus.circuit import CircuitOpen
 from bus.config import DeliveryPolicyConfig
 from bus.delivery.store import Delivery
-from bus.errors import BadRequest, BusError, InternalError
+from bus.errors import BadRequest, BusError, InternalError, UpstreamUnavailable
 from bus.gateway import Gateway
 from bus.pipeline import Call, dispatch, normalise, resolve
 from bus.security import Consumer
@@ -67,6 +66,8 @@ class DeliveryWorker:
         self._rng = random.Random(seed)  # noqa: S311 -- jitter, not a secret
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
+        self._claims = 0
+        self._owners: dict[str, str] = {}  # delivery id -> the claim that leased it
         self._main: asyncio.Task[None] | None = None
         # The lease outlives the longest call (its deadline covers every attempt), with margin.
         self._lease = max(
@@ -94,9 +95,11 @@ class DeliveryWorker:
                 free = gw.settings.delivery_concurrency - len(self._tasks)
                 if free > 0:
                     now = gw.clock.now().timestamp()
-                    batch = await store.claim(self.owner, free, now, self._lease)
+                    self._claims += 1
+                    owner = f"{self.owner}/{self._claims}"  # fences this claim, not the worker
+                    batch = await store.claim(owner, free, now, self._lease)
                     for delivery in batch:
-                        self._spawn(delivery)
+                        self._spawn(delivery, owner)
                     if len(batch) < free:  # nothing else due now: sleep until the next is
                         due = await store.next_due()
                         if due is not None:
@@ -113,17 +116,26 @@ class DeliveryWorker:
                 continue
         log.info("delivery worker stopped claiming", worker=self.owner)
 
-    def _spawn(self, delivery: Delivery) -> None:
-        task = asyncio.create_task(self._deliver(delivery), name=f"deliver-{delivery.id}")
+    def _spawn(self, delivery: Delivery, owner: str) -> None:
+        task = asyncio.create_task(self._deliver(delivery, owner), name=f"deliver-{delivery.id}")
         self._tasks[delivery.id] = task
+        self._owners[delivery.id] = owner
 
-        def done(_: asyncio.Task[None]) -> None:
-            self._tasks.pop(delivery.id, None)
+        def done(finished: asyncio.Task[None]) -> None:
+            if self._tasks.get(delivery.id) is finished:  # not a later claim of the same id
+                del self._tasks[delivery.id]
+                del self._owners[delivery.id]
+            if not finished.cancelled() and finished.exception() is not None:
+                log.error(
+                    "delivery task failed",
+                    delivery_id=delivery.id,
+                    exc_info=finished.exception(),
+                )
             self.gw.deliveries_waiting.set()
 
         task.add_done_callback(done)
 
-    async def _deliver(self, d: Delivery) -> None:
+    async def _deliver(self, d: Delivery, owner: str) -> None:
         gw = self.gw
         store = gw.delivery_store
         started = gw.clock.now()
@@ -149,11 +161,11 @@ class DeliveryWorker:
                 ) from exc
             output = normalise(target, await dispatch(gw, target, payload, call))
             result = output.model_dump_json().encode()
-        except CircuitOpen as exc:
-            if call.outcome.attempts == 0:  # not an attempt: wait for the circuit to half-open
+        except UpstreamUnavailable as exc:
+            if call.outcome.attempts == 0:  # an open circuit or a full bulkhead: not an attempt
                 now = gw.clock.now().timestamp()
                 later = now + (exc.retry_after or 1.0)
-                await store.release(d.id, self.owner, now, next_attempt_at=later)
+                await store.release(d.id, owner, now, next_attempt_at=later)
                 return
             error = exc
         except BusError as exc:
@@ -165,7 +177,7 @@ class DeliveryWorker:
         await self._record(call, error, 0 if result is None else len(result))
         if error is None:
             assert result is not None
-            kept = await store.complete(d.id, self.owner, started.timestamp(), result, now)
+            kept = await store.complete(d.id, owner, started.timestamp(), result, now)
             self.stats.delivered += kept
         else:
             attempt = d.round_attempts + 1
@@ -174,7 +186,7 @@ class DeliveryWorker:
                 policy = gw.services[d.service].config.delivery
                 next_at = now + next_attempt_delay(policy, attempt, error, self._rng)
             kept = await store.fail(
-                d.id, self.owner, started.timestamp(), error.code, error.message, next_at, now
+                d.id, owner, started.timestamp(), error.code, error.message, next_at, now
             )
             self.stats.failed_attempts += 1
             if next_at is None and kept:
@@ -223,6 +235,7 @@ class DeliveryWorker:
         if self._main is not None:
             await self._main
         tasks = dict(self._tasks)
+        owners = dict(self._owners)
         if not tasks:
             return
         _, pending = await asyncio.wait(tasks.values(), timeout=grace)
@@ -233,7 +246,7 @@ class DeliveryWorker:
         now = self.gw.clock.now().timestamp()
         for delivery_id, task in tasks.items():
             if task in pending:
-                await store.release(delivery_id, self.owner, now)
+                await store.release(delivery_id, owners[delivery_id], now)
         log.info(
             "delivery worker stopped",
             worker=self.owner,
