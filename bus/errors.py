@@ -155,6 +155,9 @@ class BusError(Exception):
         self.request_id = request_id
         #: Extra reply headers (e.g. RateLimit-*, WWW-Authenticate); never secrets.
         self.headers = dict(headers or {})
+        #: True when this failure repeats one another call already met (e.g. a token refresh
+        #: shared by concurrent calls): a circuit breaker counts the original only.
+        self.echo = False
         super().__init__(self.message)
 
     @property

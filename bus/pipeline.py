@@ -305,9 +305,12 @@ async def enqueue(gw: Gateway, target: Target, payload: BaseModel, call: Call) -
 
 def counts_against_upstream(exc: BusError) -> bool:
     """Whether a failed attempt says the upstream is unwell (for its circuit breaker): it could
-    not be reached, did not answer in time, or shed the call. A refusal or fault is an answer."""
-    return isinstance(exc, UpstreamUnavailable | UpstreamTimeout) and not isinstance(
-        exc, CircuitOpen
+    not be reached, did not answer in time, or shed the call. A refusal or fault is an answer;
+    an echo of another call's failure (a shared token refresh) was counted with that call."""
+    return (
+        isinstance(exc, UpstreamUnavailable | UpstreamTimeout)
+        and not isinstance(exc, CircuitOpen)
+        and not exc.echo
     )
 
 
@@ -344,7 +347,7 @@ async def dispatch(gw: Gateway, target: Target, payload: BaseModel, call: Call) 
             failed = False
             return result
         except BusError as exc:
-            failed = counts_against_upstream(exc)
+            failed = None if exc.echo else counts_against_upstream(exc)
             raise
         except httpx.HTTPError as exc:
             error = translate_http_error(exc)

@@ -96,10 +96,21 @@ class TokenProvider:
                 "the national platform asked the bus to wait before asking for a token again",
                 retry_after=self._blocked[0] - now,
             )
-        if self._refresh is None:
+        leader = self._refresh is None
+        if leader:
             self._refresh = asyncio.ensure_future(self._refresh_once())
             self._refresh.add_done_callback(_consume_outcome)
-        token = await asyncio.shield(self._refresh)
+        assert self._refresh is not None
+        try:
+            token = await asyncio.shield(self._refresh)
+        except BusError as exc:
+            if leader:
+                raise
+            # The callers that joined the refresh get their own copy, marked as an echo: one
+            # failed refresh is one failure of the platform, not one per waiting call.
+            echo = type(exc)(exc.message, retry_after=exc.retry_after, detail=exc.detail)
+            echo.echo = True
+            raise echo from exc
         return token.value
 
     async def _refresh_once(self) -> AccessToken:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -107,6 +108,25 @@ def test_serve_answers_on_a_real_port(served: str) -> None:
     assert reply.status_code == 200
     assert reply.json()["data"]["message"] == "Chào tỉnh"
     assert reply.json()["request_id"] == reply.headers["x-request-id"]
+
+
+@pytest.mark.live
+def test_status_shows_circuits_of_a_running_gateway(served: str, tmp_path: Path) -> None:
+    """`lgsp status` reads a running gateway's /readyz (circuit, bulkhead) and the queue."""
+    env = {"LGSP_STORE_PATH": str(tmp_path / "lgsp.db")}
+    result = runner.invoke(app, ["status", "--url", served, "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    shown = json.loads(result.output)
+    echo = shown["readyz"]["upstreams"]["echo"]
+    assert echo["circuit"]["state"] == "closed"
+    assert echo["bulkhead"]["in_flight"] == 0
+    assert shown["deliveries"]["dead"] == 0
+    table = runner.invoke(app, ["status", "--url", served], env=env)
+    assert table.exit_code == 0, table.output
+    assert "closed" in table.output
+    down = runner.invoke(app, ["status", "--url", "http://127.0.0.1:9"], env=env)
+    assert down.exit_code == 2
+    assert "cannot read" in down.output
 
 
 def test_serve_refuses_bad_config(write_config: Callable[[str], Path]) -> None:

@@ -49,7 +49,7 @@ services:
 
 async def lgsp(settings: Settings, *args: str) -> Any:
     """Run the CLI on the test's store, in a thread (it runs its own event loop)."""
-    env = {"LGSP_STORE_PATH": str(settings.store_path)}
+    env = {"LGSP_STORE_PATH": str(settings.store_path), "COLUMNS": "200"}
     result = await asyncio.to_thread(CliRunner().invoke, cli, list(args), env=env)
     assert result.exit_code == 0, result.output
     return result
@@ -364,4 +364,35 @@ async def test_a_full_bulkhead_does_not_use_up_delivery_attempts(
     assert waiting["state"] == "queued"
     assert waiting["attempts"] == 0
     assert done["attempts"] == 1
+    assert len(applied) == 1
+
+
+async def test_cli_retry_and_show_a_dead_delivery(
+    example_plugin: AdapterRegistry,
+    settings_for: Callable[..., Settings],
+    router: respx.MockRouter,
+) -> None:
+    """`lgsp deliveries show` names each attempt's error; `retry` gives a dead delivery a fresh
+    round of attempts and it is delivered; retrying a delivered one is refused plainly."""
+    applied = receiver(router, fail_first=3)
+    settings = settings_for(yaml_with())
+    app = build(example_plugin, lambda _: settings, router)
+    async with running(app) as client:
+        reply = await client.post(CHANGE, json={"parcel_id": "12-0034", "change": "x"})
+        delivery_id = reply.json()["data"]["delivery_id"]
+        await until(client, delivery_id, "dead")
+        shown = await lgsp(settings, "deliveries", "show", delivery_id)
+        assert "dead" in shown.output
+        assert shown.output.count("upstream.unavailable") == 3
+        retried = await lgsp(settings, "deliveries", "retry", delivery_id)
+        assert "queued" in retried.output
+        app.state.gateway.deliveries_waiting.set()
+        await until(client, delivery_id, "delivered")
+    env = {"LGSP_STORE_PATH": str(settings.store_path)}
+    again = await asyncio.to_thread(
+        CliRunner().invoke, cli, ["deliveries", "retry", delivery_id], env=env
+    )
+    assert again.exit_code == 2
+    assert "delivered" in again.output
+    assert "Traceback" not in again.output
     assert len(applied) == 1
