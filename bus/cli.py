@@ -14,10 +14,8 @@ lgsp status                    a running gateway's upstreams, circuits and deliv
 
 from __future__ import annotations
 
-import asyncio
 import math
 import os
-import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -28,7 +26,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from bus.cli_deliveries import deliveries_app, status, worker
-from bus.cli_support import ConfigOption, JsonOption, err, out
+from bus.cli_support import ConfigOption, JsonOption, err, on_store, out
 from bus.cli_support import fail as _fail
 from bus.cli_support import gateway as _gateway
 from bus.cli_support import print_json as _print_json
@@ -205,38 +203,11 @@ ConsumerId = Annotated[
 ]
 
 
-def _refused(exc: StoreError | BusError) -> typer.Exit:
-    """Exit 2 with the reason (and each refused item); never a traceback."""
-    lines = [escape(str(exc))]
-    if isinstance(exc, BusError):
-        lines += [escape(f"  {f.field}: {f.reason}") for f in exc.field_errors]
-    err.print("[bold red]refused[/]\n" + "\n".join(lines), highlight=False, soft_wrap=True)
-    return typer.Exit(code=2)
-
-
 def _with_consumers(work: Callable[[Consumers], Awaitable[T]]) -> T:
-    """Run ``work`` on the store of ``LGSP_STORE_PATH`` and close the store."""
-    settings = _settings()
-
-    async def run() -> T:
-        store = SqliteConsumerStore(settings.store_path)
-        try:
-            return await work(Consumers(store))
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(run())
-    except (StoreError, BusError) as exc:
-        raise _refused(exc) from exc
-    except (sqlite3.Error, OSError) as exc:
-        err.print(
-            f"[bold red]cannot use the store[/] {escape(str(settings.store_path))}: "
-            f"{escape(str(exc))}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(code=2) from exc
+    """Run ``work`` on the consumers of the store at ``LGSP_STORE_PATH``."""
+    return on_store(
+        SqliteConsumerStore, lambda store: work(Consumers(store)), (StoreError, BusError)
+    )
 
 
 def _limits_text(limits: Limits) -> str:

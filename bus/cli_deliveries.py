@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import signal
-import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, TypeVar
@@ -24,9 +23,15 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from bus.cli_support import ConfigOption, JsonOption, err, out, print_json, settings
+from bus.cli_support import ConfigOption, JsonOption, err, on_store, out, print_json
 from bus.cli_support import gateway as build
-from bus.delivery.store import Delivery, DeliveryStore, DeliveryStoreError, SqliteDeliveryStore
+from bus.delivery.store import (
+    STATES,
+    Delivery,
+    DeliveryStore,
+    DeliveryStoreError,
+    SqliteDeliveryStore,
+)
 from bus.delivery.views import view_of
 
 __all__ = ["deliveries_app", "status", "worker"]
@@ -38,7 +43,6 @@ deliveries_app = typer.Typer(
     no_args_is_help=True,
 )
 DeliveryId = Annotated[str, typer.Argument(metavar="DELIVERY_ID", help="e.g. dlv_0f3a...")]
-STATES = ("queued", "in_flight", "delivered", "dead", "discarded")
 _OUTCOME_STATE = {"ok": "delivered", "error": "error", "lost": "dead"}  # colours of outcomes
 _STATE_STYLE = {
     "error": "yellow",
@@ -51,28 +55,7 @@ _STATE_STYLE = {
 
 def _with_store(work: Callable[[DeliveryStore], Awaitable[T]]) -> T:
     """Run ``work`` on the delivery store of ``LGSP_STORE_PATH``; refusals exit 2, plainly."""
-    chosen = settings()
-
-    async def run() -> T:
-        store = SqliteDeliveryStore(chosen.store_path)
-        try:
-            return await work(store)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(run())
-    except DeliveryStoreError as exc:
-        err.print(f"[bold red]refused[/]\n{escape(str(exc))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(code=2) from exc
-    except (sqlite3.Error, OSError) as exc:
-        err.print(
-            f"[bold red]cannot use the store[/] {escape(str(chosen.store_path))}: "
-            f"{escape(str(exc))}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(code=2) from exc
+    return on_store(SqliteDeliveryStore, work, (DeliveryStoreError,))
 
 
 def _now() -> float:
@@ -114,7 +97,7 @@ def deliveries_list(
 
     async def read(store: DeliveryStore) -> tuple[list[Delivery], dict[str, int]]:
         rows = await store.list(
-            state=state,  # type: ignore[arg-type]  # checked against STATES above
+            state=state,
             service=service,
             consumer=consumer,
             after_seq=before,

@@ -94,8 +94,8 @@ class Call:
     #: The caller's Idempotency-Key, once checked; the delivery id of a delivery attempt.
     idempotency_key: str | None = None
     delivery_id: str | None = None
-    replayed: bool = False
-    replayed_body: bytes = b""
+    #: The stored reply this call was answered with (its Idempotency-Key was seen before).
+    replay: StoredReply | None = None
     #: Whether a retry of this call cannot apply a write twice (a read, or a write whose
     #: upstream de-duplicates by the key): decides what a retryable failure does to the key.
     retry_safe: bool = True
@@ -270,8 +270,7 @@ async def dedupe(
         call.idempotency_key = key
         call.retry_safe = spec.idempotent or spec.honours_idempotency_key
         return None
-    call.replayed = True
-    call.replayed_body = claim.reply.body
+    call.replay = claim.reply
     return claim.reply
 
 
@@ -402,8 +401,8 @@ def _error_code_of(envelope: bytes) -> str | None:
 
 async def record(gw: Gateway, call: Call, status: int, error: BusError | None, size: int) -> None:
     error_code = error.code if error is not None else None
-    if error is None and call.replayed and status >= 400:
-        error_code = _error_code_of(call.replayed_body)
+    if error is None and call.replay is not None and status >= 400:
+        error_code = _error_code_of(call.replay.body)
     await gw.recorder.record(
         Exchange(
             request_id=call.request_id,
@@ -420,7 +419,7 @@ async def record(gw: Gateway, call: Call, status: int, error: BusError | None, s
             reply_bytes=size,
             upstream_exchanges=tuple(call.upstream_exchanges),
             delivery_id=call.delivery_id,
-            replayed=call.replayed,
+            replayed=call.replay is not None,
         )
     )
 

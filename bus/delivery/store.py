@@ -651,8 +651,13 @@ class SqliteDeliveryStore(SqliteFile):
 
     # -- the operator's side ------------------------------------------------------------------
 
-    async def retry(self, delivery_id: str, now: float) -> Delivery:
-        def retry(db: sqlite3.Connection) -> Delivery:
+    async def _operator_change(
+        self, delivery_id: str, verb: str, set_sql: str, params: tuple[object, ...], **changes: Any
+    ) -> Delivery:
+        """Apply an operator's change to one dead or queued delivery; refuse any other state."""
+        update = f"UPDATE deliveries SET {set_sql} WHERE id = ?"  # noqa: S608 -- set_sql: constants below
+
+        def change(db: sqlite3.Connection) -> Delivery:
             with db:
                 db.execute("BEGIN IMMEDIATE")
                 current = self._read(db, delivery_id)
@@ -661,18 +666,24 @@ class SqliteDeliveryStore(SqliteFile):
                 if current.state not in ("dead", "queued"):
                     raise DeliveryStoreError(
                         f"delivery {delivery_id} is {_state_words(current.state)}; "
-                        "only dead or queued deliveries can be retried"
+                        f"only dead or queued deliveries can be {verb}"
                     )
-                db.execute(
-                    "UPDATE deliveries SET state = 'queued', round_attempts = 0, "
-                    "next_attempt_at = ?, updated_at = ? WHERE id = ?",
-                    (now, now, delivery_id),
-                )
-                return replace(
-                    current, state="queued", round_attempts=0, next_attempt_at=now, updated_at=now
-                )
+                db.execute(update, (*params, delivery_id))
+                return replace(current, **changes)
 
-        return await self._run(retry)
+        return await self._run(change)
+
+    async def retry(self, delivery_id: str, now: float) -> Delivery:
+        return await self._operator_change(
+            delivery_id,
+            "retried",
+            "state = 'queued', round_attempts = 0, next_attempt_at = ?, updated_at = ?",
+            (now, now),
+            state="queued",
+            round_attempts=0,
+            next_attempt_at=now,
+            updated_at=now,
+        )
 
     async def replay_dead(self, now: float, service: str | None = None) -> int:
         sql = (
@@ -692,21 +703,11 @@ class SqliteDeliveryStore(SqliteFile):
         return await self._run(replay)
 
     async def discard(self, delivery_id: str, now: float) -> Delivery:
-        def discard(db: sqlite3.Connection) -> Delivery:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                current = self._read(db, delivery_id)
-                if current is None:
-                    raise DeliveryStoreError(f"no delivery with id {delivery_id!r}")
-                if current.state not in ("dead", "queued"):
-                    raise DeliveryStoreError(
-                        f"delivery {delivery_id} is {_state_words(current.state)}; "
-                        "only dead or queued deliveries can be discarded"
-                    )
-                db.execute(
-                    "UPDATE deliveries SET state = 'discarded', updated_at = ? WHERE id = ?",
-                    (now, delivery_id),
-                )
-                return replace(current, state="discarded", updated_at=now)
-
-        return await self._run(discard)
+        return await self._operator_change(
+            delivery_id,
+            "discarded",
+            "state = 'discarded', updated_at = ?",
+            (now,),
+            state="discarded",
+            updated_at=now,
+        )

@@ -20,20 +20,18 @@ import os
 import random
 import secrets
 import socket
-from dataclasses import dataclass
 
 import structlog
 from pydantic import ValidationError
 
-from bus.audit import Exchange
 from bus.config import DeliveryPolicyConfig
 from bus.delivery.store import Delivery
 from bus.errors import BadRequest, BusError, InternalError, UpstreamUnavailable
 from bus.gateway import Gateway
-from bus.pipeline import Call, dispatch, normalise, resolve
+from bus.pipeline import Call, dispatch, normalise, record, resolve
 from bus.security import Consumer
 
-__all__ = ["DeliveryWorker", "WorkerStats", "next_attempt_delay"]
+__all__ = ["DeliveryWorker", "next_attempt_delay"]
 
 log = structlog.get_logger("lgsp.delivery")
 
@@ -49,20 +47,12 @@ def next_attempt_delay(
     return wait
 
 
-@dataclass(slots=True)
-class WorkerStats:
-    delivered: int = 0
-    failed_attempts: int = 0
-    dead: int = 0
-
-
 class DeliveryWorker:
     """Delivers queued messages until :meth:`stop`; run it with :meth:`start` or :meth:`run`."""
 
     def __init__(self, gw: Gateway, *, owner: str | None = None, seed: int | None = None) -> None:
         self.gw = gw
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
-        self.stats = WorkerStats()
         self._rng = random.Random(seed)  # noqa: S311 -- jitter, not a secret
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._stopping = False
@@ -174,11 +164,14 @@ class DeliveryWorker:
             log.exception("delivery failed unexpectedly", delivery_id=d.id, service=d.service)
             error = InternalError()
         now = gw.clock.now().timestamp()
-        await self._record(call, error, 0 if result is None else len(result))
+        try:
+            status = 200 if error is None else error.http_status
+            await record(gw, call, status, error, 0 if result is None else len(result))
+        except Exception:  # the upstream has the message: it must not be sent twice for this
+            log.exception("delivery attempt could not be recorded", delivery_id=d.id)
         if error is None:
             assert result is not None
             kept = await store.complete(d.id, owner, started.timestamp(), result, now)
-            self.stats.delivered += kept
         else:
             attempt = d.round_attempts + 1
             next_at: float | None = None
@@ -188,9 +181,7 @@ class DeliveryWorker:
             kept = await store.fail(
                 d.id, owner, started.timestamp(), error.code, error.message, next_at, now
             )
-            self.stats.failed_attempts += 1
             if next_at is None and kept:
-                self.stats.dead += 1
                 log.warning(
                     "delivery moved to the dead-letter list",
                     delivery_id=d.id,
@@ -201,30 +192,6 @@ class DeliveryWorker:
                 )
         if not kept:
             log.warning("delivery lease was lost; its outcome was not kept", delivery_id=d.id)
-
-    async def _record(self, call: Call, error: BusError | None, reply_bytes: int) -> None:
-        gw = self.gw
-        try:
-            await gw.recorder.record(
-                Exchange(
-                    request_id=call.request_id,
-                    consumer=call.consumer.id,
-                    service=call.service,
-                    operation=call.operation,
-                    received_at=call.received_at,
-                    duration_ms=round((gw.clock.monotonic() - call.started) * 1000, 3),
-                    outcome="ok" if error is None else "error",
-                    http_status=200 if error is None else error.http_status,
-                    error_code=None if error is None else error.code,
-                    attempts=call.outcome.attempts,
-                    request_bytes=call.request_bytes,
-                    reply_bytes=reply_bytes,
-                    upstream_exchanges=tuple(call.upstream_exchanges),
-                    delivery_id=call.delivery_id,
-                )
-            )
-        except Exception:  # the upstream has the message: it must not be sent twice for this
-            log.exception("delivery attempt could not be recorded", delivery_id=call.delivery_id)
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming; let deliveries in flight finish within ``grace`` seconds; give the
