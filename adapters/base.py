@@ -122,6 +122,9 @@ class Context:
     idempotency_key: str | None = None
     #: The delivery id when this call is a store-and-forward delivery attempt.
     delivery_id: str | None = None
+    #: The officer on whose behalf the consumer calls (``X-User-Id``): an adapter passes it
+    #: on where the upstream protocol has a field for it (the population database's MaCanBo).
+    end_user: str | None = None
 
     @property
     def http(self) -> httpx.AsyncClient:

@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from adapters.base import Clock
 from bus.admin import admin_router
 from bus.audit import ExchangeRecorder
+from bus.audit.api import audit_router
 from bus.config import load_config
 from bus.delivery.views import view_of
 from bus.delivery.worker import DeliveryWorker
@@ -291,10 +292,18 @@ def create_app(
             }
             if s.reachable is False or (circuit is not None and circuit["state"] == "open"):
                 down.append(s.service)
+        audit_failing = gw.audit.failing if gw.audit is not None else None
         status = "ready" if not down else "degraded"
         code = 503 if (strict and down) else 200
+        if audit_failing is not None:  # every call is refused: not ready, whatever the mode
+            status, code = "not_ready", 503
         return JSONResponse(
-            {"status": status, "checked_seconds_ago": round(age, 3), "upstreams": upstreams},
+            {
+                "status": status,
+                "checked_seconds_ago": round(age, 3),
+                "exchange_log": "failing" if audit_failing is not None else "ok",
+                "upstreams": upstreams,
+            },
             status_code=code,
         )
 
@@ -305,6 +314,7 @@ def create_app(
             prefix="/v1/admin",
             tags=["admin"],
         )
+    app.include_router(audit_router(gw), prefix="/v1/audit")
 
     # Load balancers probe with HEAD too.
     app.add_api_route("/healthz", healthz, methods=["HEAD"], include_in_schema=False)

@@ -25,6 +25,8 @@ import uvicorn
 from rich.markup import escape
 from rich.table import Table
 
+from bus.cli_audit import audit_app
+from bus.cli_auditors import auditors_app
 from bus.cli_deliveries import deliveries_app, status, worker
 from bus.cli_support import ConfigOption, JsonOption, err, on_store, out
 from bus.cli_support import fail as _fail
@@ -60,6 +62,8 @@ app.add_typer(config_app, name="config")
 app.add_typer(consumers_app, name="consumers")
 app.add_typer(keys_app, name="keys")
 app.add_typer(deliveries_app, name="deliveries")
+app.add_typer(audit_app, name="audit")
+app.add_typer(auditors_app, name="auditors")
 app.command("worker")(worker)
 app.command("status")(status)
 

@@ -146,6 +146,11 @@ class ServiceConfig(_Strict):
         default=100, ge=1, le=100_000, description="Bulkhead: calls in flight to the upstream."
     )
     delivery: DeliveryPolicyConfig = Field(default_factory=DeliveryPolicyConfig)
+    audit: Literal["metadata", "full"] = Field(
+        default="metadata",
+        description="What the exchange log keeps of each call: metadata (no bodies), or full "
+        "(the canonical request and the reply, encrypted with AES-GCM).",
+    )
     options: dict[str, Any] = Field(
         default_factory=dict, description="Adapter-specific settings, checked by the adapter."
     )

@@ -21,7 +21,8 @@ import httpx
 from pydantic import ValidationError
 
 from adapters.base import Adapter, Clock, OperationSpec, Resources, SystemClock, Upstream
-from bus.audit import ExchangeRecorder, LogRecorder
+from bus.audit import ExchangeRecorder
+from bus.audit.log import AuditLog, open_audit
 from bus.circuit import Bulkhead, CircuitBreaker
 from bus.config import ConfigError, ConfigProblem, Credentials, LoadedConfig, ServiceConfig
 from bus.delivery.store import DeliveryStore, SqliteDeliveryStore
@@ -81,7 +82,10 @@ class Gateway:
     settings: Settings
     services: dict[str, ServiceRuntime]
     security: Security = field(default_factory=Security)
-    recorder: ExchangeRecorder = field(default_factory=LogRecorder)
+    #: Where exchange records go: the durable exchange log (:attr:`audit`) opened by
+    #: :meth:`start` on ``settings.audit_file()`` unless a recorder is given.
+    recorder: ExchangeRecorder | None = None
+    audit: AuditLog | None = None
     clock: Clock = field(default_factory=SystemClock)
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep
     transport: httpx.AsyncBaseTransport | None = None
@@ -93,14 +97,17 @@ class Gateway:
     deliveries_waiting: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
+        # The exchange log's digest key replaces this one at start; with another recorder and
+        # no LGSP_DIGEST_KEY, digests use a per-process key (they cannot be re-checked later).
         key = self.settings.digest_key
-        if key is None:
-            get_logger().warning(
-                "LGSP_DIGEST_KEY is not set: upstream message digests use a per-process key"
-            )
         self._digest_key = (
             key.get_secret_value().encode() if key is not None else secrets.token_bytes(32)
         )
+
+    @property
+    def exchange_recorder(self) -> ExchangeRecorder:
+        assert self.recorder is not None, "the gateway was not started"
+        return self.recorder
 
     def digest(self, data: bytes) -> str:
         """HMAC-SHA256 (hex) of ``data`` under the bus's digest key."""
@@ -119,6 +126,11 @@ class Gateway:
     async def start(self) -> None:
         """Open the stores and the shared HTTP client, and start every adapter (WSDLs are
         loaded here, once)."""
+        if self.recorder is None:
+            store, keys = open_audit(self.settings)
+            self.audit = AuditLog(store, keys, batch=self.settings.audit_batch)
+            self.recorder = self.audit
+            self._digest_key = keys.digest_key
         if self.idempotency is None:
             self.idempotency = SqliteIdempotencyStore(self.settings.store_path)
         if self.deliveries is None:
@@ -146,6 +158,9 @@ class Gateway:
             if store is not None:
                 await store.close()
         self.idempotency = self.deliveries = None
+        if self.audit is not None:  # last: every exchange above is recorded by now
+            await self.audit.close()
+            self.audit = self.recorder = None
 
 
 def make_http_client(

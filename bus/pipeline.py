@@ -16,10 +16,11 @@ with the request id, its stack trace kept in the server log only.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 import httpx
 import pydantic_core
@@ -52,6 +53,7 @@ from bus.idempotency import HEADER, Claimed, StoredReply, check_key, fingerprint
 from bus.resilience import Outcome, run_with_policy
 from bus.security import ANONYMOUS, Consumer
 from bus.upstream import translate_http_error
+from schemas.base import subjects_of
 from schemas.delivery import DeliveryAccepted
 from schemas.envelope import Envelope
 
@@ -61,6 +63,7 @@ __all__ = [
     "authorise",
     "dedupe",
     "dispatch",
+    "end_user_of",
     "enqueue",
     "field_errors_from",
     "handle_call",
@@ -99,6 +102,17 @@ class Call:
     #: Whether a retry of this call cannot apply a write twice (a read, or a write whose
     #: upstream de-duplicates by the key): decides what a retryable failure does to the key.
     retry_safe: bool = True
+    #: For the exchange record: the officer on whose behalf (X-User-Id), the kind of exchange,
+    #: the capture level, the canonical request, the citizens named, the upstream and when the
+    #: first attempt started and the last ended.
+    end_user: str | None = None
+    kind: Literal["call", "delivery", "callback", "audit"] = "call"
+    capture: Literal["metadata", "full"] = "metadata"
+    request_body: bytes | None = None
+    subjects: set[str] = field(default_factory=set)
+    upstream: str | None = None
+    upstream_started_at: datetime | None = None
+    upstream_ended_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,6 +128,33 @@ class Target:
 
 async def identify(gw: Gateway, request: Request) -> Consumer:
     return await gw.security.authenticator.identify(request.headers)
+
+
+#: The header naming the officer on whose behalf a consumer calls.
+END_USER_HEADER = "X-User-Id"
+_END_USER = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:/+-]{0,99}")
+
+
+def end_user_of(request: Request) -> str | None:
+    """The officer named by ``X-User-Id``: 1-100 characters of letters, digits and ``._@:/+-``
+    (an officer code, an account name), else ``client.bad_request`` naming the header."""
+    raw = request.headers.get(END_USER_HEADER)
+    if raw is None:
+        return None
+    value = raw.strip()
+    if not _END_USER.fullmatch(value):
+        raise BadRequest(
+            "the X-User-Id header is not an officer id",
+            field_errors=[
+                FieldError(
+                    END_USER_HEADER,
+                    "1-100 characters: letters, digits and . _ @ : / + -, starting with a "
+                    "letter or digit",
+                    "value_error",
+                )
+            ],
+        )
+    return value
 
 
 def resolve(gw: Gateway, service: str, operation: str) -> Target:
@@ -333,13 +374,18 @@ async def dispatch(gw: Gateway, target: Target, payload: BaseModel, call: Call) 
         upstream_exchanges=call.upstream_exchanges,
         idempotency_key=call.delivery_id or call.idempotency_key,
         delivery_id=call.delivery_id,
+        end_user=call.end_user,
     )
+    if svc.upstream is not None:
+        call.upstream = svc.upstream.base_url
     handler = spec.bind(svc.adapter)
     breaker = svc.breaker
 
     async def attempt() -> Any:
         ticket = breaker.acquire() if breaker is not None else 0  # open: CircuitOpen, no call
         call.outcome.attempts += 1
+        if call.upstream_started_at is None:
+            call.upstream_started_at = gw.clock.now()
         failed: bool | None = True  # cancelled by the deadline: no answer in time
         try:
             result = await handler(payload, ctx)
@@ -361,6 +407,7 @@ async def dispatch(gw: Gateway, target: Target, payload: BaseModel, call: Call) 
             failed = None  # a bug of the adapter says nothing about the upstream
             raise
         finally:
+            call.upstream_ended_at = gw.clock.now()
             if breaker is not None:
                 breaker.release(ticket, failed)
 
@@ -399,11 +446,14 @@ def _error_code_of(envelope: bytes) -> str | None:
     return code if isinstance(code, str) else None
 
 
-async def record(gw: Gateway, call: Call, status: int, error: BusError | None, size: int) -> None:
+async def record(
+    gw: Gateway, call: Call, status: int, error: BusError | None, reply: bytes
+) -> None:
+    """Step 7: the exchange record, durable in the log before the reply leaves."""
     error_code = error.code if error is not None else None
     if error is None and call.replay is not None and status >= 400:
         error_code = _error_code_of(call.replay.body)
-    await gw.recorder.record(
+    await gw.exchange_recorder.record(
         Exchange(
             request_id=call.request_id,
             consumer=call.consumer.id,
@@ -416,10 +466,21 @@ async def record(gw: Gateway, call: Call, status: int, error: BusError | None, s
             error_code=error_code,
             attempts=call.outcome.attempts,
             request_bytes=call.request_bytes,
-            reply_bytes=size,
+            reply_bytes=len(reply),
             upstream_exchanges=tuple(call.upstream_exchanges),
             delivery_id=call.delivery_id,
             replayed=call.replay is not None,
+            kind=call.kind,
+            agency=call.consumer.agency,
+            end_user=call.end_user,
+            upstream=call.upstream,
+            upstream_started_at=call.upstream_started_at,
+            upstream_ended_at=call.upstream_ended_at,
+            replied_at=gw.clock.now(),
+            request_body=call.request_body,
+            reply_body=reply,
+            subjects=tuple(call.subjects),
+            capture=call.capture,
         )
     )
 
@@ -457,13 +518,19 @@ async def handle_call(gw: Gateway, request: Request, service: str, operation: st
     status = 200
     stored: StoredReply | None = None
     try:
+        gw.exchange_recorder.admit()  # no exchange without its record: refused while it cannot
         call.consumer = await identify(gw, request)  # 1
+        call.end_user = end_user_of(request)
         target = resolve(gw, service, operation)
+        call.capture = target.service.config.audit
         await authorise(gw, call.consumer, target)  # 2
         call.reply_headers.update(await limit(gw, call.consumer, target))  # 3
         body = await read_body(request, gw.settings.max_body_bytes)
         call.request_bytes = len(body)
+        call.request_body = body
         payload = validate(body, target)  # 4
+        call.request_body = payload.model_dump_json().encode()
+        call.subjects |= subjects_of(payload)
         stored = await dedupe(gw, request, target, payload, call)
         if stored is not None:
             pass  # answered before: the stored reply is sent again, nothing is called
@@ -472,6 +539,7 @@ async def handle_call(gw: Gateway, request: Request, service: str, operation: st
         else:
             result = await dispatch(gw, target, payload, call)  # 5
             data = normalise(target, result)  # 6
+            call.subjects |= subjects_of(data)
     except BusError as exc:
         error = exc
     except Exception:  # the last net: a bug in the bus or an adapter must not reach the caller
@@ -496,7 +564,7 @@ async def handle_call(gw: Gateway, request: Request, service: str, operation: st
             )
         body_out = envelope.model_dump_json().encode()
     try:
-        await record(gw, call, status, error, len(body_out))  # 7
+        await record(gw, call, status, error, body_out)  # 7
     except Exception:  # fail closed: no reply leaves without its exchange record
         log.exception("exchange record failed; refusing the reply")
         error = InternalError("the exchange could not be recorded; the call is refused")

@@ -66,6 +66,26 @@ class Settings(BaseSettings):
         description="Key of the HMAC digests of raw upstream messages in exchange records; "
         "random per process when unset (digests then cannot be re-checked after a restart).",
     )
+    audit_path: Path | None = Field(
+        default=None,
+        description="SQLite file of the exchange log; default: beside the store, <store>-audit.db.",
+    )
+    audit_key_file: Path | None = Field(
+        default=None,
+        description="Where audit keys not set in the environment are created and kept; "
+        "default: <audit_path>.keys.json.",
+    )
+    audit_checkpoint_every: int = Field(
+        default=1000,
+        ge=1,
+        description="Keep the signed chain head as a checkpoint every this many records.",
+    )
+    audit_batch: int = Field(
+        default=256,
+        ge=1,
+        le=10_000,
+        description="Most exchange records written in one transaction (group commit).",
+    )
     idempotency_ttl: float = Field(
         default=86_400.0,
         gt=0,
@@ -89,3 +109,15 @@ class Settings(BaseSettings):
     )
     http_max_connections: int = Field(default=200, ge=1)
     http_keepalive_seconds: float = Field(default=30.0, gt=0)
+
+    def audit_file(self) -> Path:
+        """The exchange log's SQLite file."""
+        if self.audit_path is not None:
+            return self.audit_path
+        return self.store_path.with_name(f"{self.store_path.stem}-audit.db")
+
+    def audit_keys_file(self) -> Path:
+        if self.audit_key_file is not None:
+            return self.audit_key_file
+        audit = self.audit_file()
+        return audit.with_name(f"{audit.name}.keys.json")

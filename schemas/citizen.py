@@ -17,7 +17,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field, ValidationInfo, field_validator
 
-from schemas.base import CanonicalModel
+from schemas.base import CanonicalModel, CitizenRef, Subject
 
 __all__ = [
     "Address",
@@ -89,12 +89,14 @@ PersonalId = Annotated[
     BeforeValidator(normalise_text),
     _digits(12, "a personal id number"),
     Field(description="12-digit personal id number (số định danh cá nhân)."),
+    Subject(),
 ]
 OldId = Annotated[
     str,
     BeforeValidator(normalise_text),
     _digits(9, "an old id card number"),
     Field(description="Old 9-digit identity card number (số CMND)."),
+    Subject(),
 ]
 
 
@@ -198,13 +200,13 @@ class Address(CanonicalModel):
 class RelatedPerson(CanonicalModel):
     full_name: Text
     nationality: str | None = None
-    personal_id: str | None = None
-    old_id: str | None = None
+    personal_id: CitizenRef | None = None
+    old_id: CitizenRef | None = None
 
 
 class Citizen(CanonicalModel):
-    personal_id: str
-    old_id: str | None = None
+    personal_id: CitizenRef
+    old_id: CitizenRef | None = None
     name: PersonName
     gender: Gender | None
     birth: BirthDate
@@ -222,7 +224,7 @@ class Citizen(CanonicalModel):
     spouse: RelatedPerson | None = None
     representative: RelatedPerson | None = None
     household_relation: HouseholdRelation | None = None
-    household_head_id: str | None = None
+    household_head_id: CitizenRef | None = None
     household_book: str | None = Field(default=None, description="SoSoHoKhau")
 
 

@@ -279,6 +279,7 @@ class PopulationAdapter(Adapter):
     def _common(self, ctx: Context) -> dict[str, Any]:
         return {
             "MaYeuCau": ctx.request_id,
+            "MaCanBo": ctx.end_user,
             "MaDonVi": self.options.agency_code or None,
             "MaTichHop": self.options.integration_code or None,
             "TaiKhoan": self.options.account or None,

@@ -1,20 +1,26 @@
 """Step 7 of the pipeline: every exchange leaves a record before its reply leaves the gateway.
 
-This first release records a metadata-only summary of each exchange (no bodies, no personal
-data) as one structured log line through :class:`LogRecorder`. The durable, hash-chained,
-signed exchange store of the auditors' issue plugs in behind the same :class:`ExchangeRecorder`
-interface; if a recorder fails, the pipeline fails the call closed with ``bus.internal``.
+The pipeline describes each exchange as an :class:`Exchange` and hands it to the gateway's
+:class:`ExchangeRecorder`. The real recorder is :class:`bus.audit.log.AuditLog`: a durable,
+hash-chained, signed, encrypted-where-personal exchange log (group commit; see
+:mod:`bus.audit.record` and :mod:`bus.audit.chain`). If a recorder fails, the pipeline fails
+the call closed with ``bus.internal``; :meth:`ExchangeRecorder.admit` refuses calls before they
+reach an upstream while the log cannot be written.
+
+:class:`LogRecorder` (one metadata line per exchange in the application log) and
+:class:`MemoryRecorder` serve tests and embedding applications.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import structlog
 
-__all__ = ["Exchange", "ExchangeRecorder", "LogRecorder", "MemoryRecorder"]
+__all__ = ["Exchange", "ExchangeRecorder", "LogRecorder", "MemoryRecorder", "exchange_fields"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +45,49 @@ class Exchange:
     delivery_id: str | None = None
     #: Answered from the idempotency store: the reply stored under the caller's key, no call.
     replayed: bool = False
+    #: call (the call route), delivery (a store-and-forward attempt), callback (an inbound
+    #: platform notification), audit (an auditor's read of the log).
+    kind: Literal["call", "delivery", "callback", "audit"] = "call"
+    agency: str | None = None
+    #: The officer on whose behalf the consumer called (``X-User-Id``).
+    end_user: str | None = None
+    #: The upstream endpoint called, and when the first attempt started and the last ended.
+    upstream: str | None = None
+    upstream_started_at: datetime | None = None
+    upstream_ended_at: datetime | None = None
+    #: When the reply was decided (the record is written before it leaves).
+    replied_at: datetime | None = None
+    #: The canonical request (the validated input, or the raw body if it did not validate) and
+    #: the reply body: digested, and at capture level ``full`` encrypted. Never logged.
+    request_body: bytes | None = None
+    reply_body: bytes | None = None
+    #: Citizen ids the exchange is about, in clear in memory only: the log keeps blind indexes.
+    subjects: tuple[str, ...] = ()
+    capture: Literal["metadata", "full"] = "metadata"
+    #: Details without personal data (an auditor's filters, a callback's reference).
+    detail: Mapping[str, Any] | None = None
 
 
-_FIELDS = tuple(f.name for f in fields(Exchange))
+#: What may be written to an application log: never bodies nor citizen ids.
+_PRIVATE = frozenset({"request_body", "reply_body", "subjects", "detail"})
+_FIELDS = tuple(f.name for f in fields(Exchange) if f.name not in _PRIVATE)
+
+
+def exchange_fields(exchange: Exchange) -> dict[str, Any]:
+    """The fields of ``exchange`` an application log may carry (no body, no citizen id)."""
+    values = {name: getattr(exchange, name) for name in _FIELDS}
+    for name, value in values.items():
+        if isinstance(value, datetime):
+            values[name] = value.isoformat()
+    return values
 
 
 class ExchangeRecorder(Protocol):
+    def admit(self) -> None:
+        """Raise :class:`bus.errors.InternalError` if exchanges cannot be recorded now: the
+        call is then refused before anything reaches an upstream."""
+        ...
+
     async def record(self, exchange: Exchange) -> None:
         """Persist ``exchange``; raise if it cannot be kept (the call then fails closed)."""
         ...
@@ -56,10 +99,11 @@ class LogRecorder:
     def __init__(self) -> None:
         self._log = structlog.get_logger("lgsp.exchange")
 
+    def admit(self) -> None:
+        return None
+
     async def record(self, exchange: Exchange) -> None:
-        values = {name: getattr(exchange, name) for name in _FIELDS}
-        values["received_at"] = exchange.received_at.isoformat()
-        self._log.info("exchange", **values)
+        self._log.info("exchange", **exchange_fields(exchange))
 
 
 class MemoryRecorder:
@@ -67,6 +111,9 @@ class MemoryRecorder:
 
     def __init__(self) -> None:
         self.exchanges: list[Exchange] = []
+
+    def admit(self) -> None:
+        return None
 
     async def record(self, exchange: Exchange) -> None:
         self.exchanges.append(exchange)

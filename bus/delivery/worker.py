@@ -30,6 +30,7 @@ from bus.errors import BadRequest, BusError, InternalError, UpstreamUnavailable
 from bus.gateway import Gateway
 from bus.pipeline import Call, dispatch, normalise, record, resolve
 from bus.security import Consumer
+from schemas.base import subjects_of
 
 __all__ = ["DeliveryWorker", "next_attempt_delay"]
 
@@ -138,18 +139,23 @@ class DeliveryWorker:
             consumer=Consumer(id=d.consumer, name=d.consumer),
             request_bytes=len(d.payload),
             delivery_id=d.id,
+            kind="delivery",
+            request_body=d.payload,
         )
         error: BusError | None = None
         result: bytes | None = None
         try:
             target = resolve(gw, d.service, d.operation)
+            call.capture = target.service.config.audit
             try:
                 payload = target.spec.input_model.model_validate_json(d.payload)
             except ValidationError as exc:
                 raise BadRequest(
                     "the queued message no longer matches the operation's input model"
                 ) from exc
+            call.subjects |= subjects_of(payload)
             output = normalise(target, await dispatch(gw, target, payload, call))
+            call.subjects |= subjects_of(output)
             result = output.model_dump_json().encode()
         except UpstreamUnavailable as exc:
             if call.outcome.attempts == 0:  # an open circuit or a full bulkhead: not an attempt
@@ -166,7 +172,7 @@ class DeliveryWorker:
         now = gw.clock.now().timestamp()
         try:
             status = 200 if error is None else error.http_status
-            await record(gw, call, status, error, 0 if result is None else len(result))
+            await record(gw, call, status, error, b"" if result is None else result)
         except Exception:  # the upstream has the message: it must not be sent twice for this
             log.exception("delivery attempt could not be recorded", delivery_id=d.id)
         if error is None:

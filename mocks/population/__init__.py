@@ -76,6 +76,7 @@ from __future__ import annotations
 import copy
 import logging
 import re
+from collections import deque
 from typing import Any
 
 from fastapi import FastAPI, Request, Response
@@ -121,6 +122,8 @@ def create_app(settings: PopulationSettings | None = None) -> FastAPI:
         version="1.0",
     )
     app.state.registry = registry
+    access_log: deque[dict[str, str | None]] = deque(maxlen=1000)
+    app.state.access_log = access_log
     app.state.settings = settings
 
     @app.get("/soap", response_class=Response)
@@ -145,6 +148,7 @@ def create_app(settings: PopulationSettings | None = None) -> FastAPI:
             element = soap.parse_request(body)
             name = operations.operation_name(element)
             _check_action(request.headers.get("soapaction"), name)
+            access_log.append(operations.access_entry(name, element))
             reply = operations.dispatch(name, element, registry, settings.data_time)
         except soap.SoapFault as fault:
             return _fault(fault)
@@ -152,6 +156,12 @@ def create_app(settings: PopulationSettings | None = None) -> FastAPI:
             _log.exception("population mock failed")
             return _fault(soap.SoapFault("DC-500-SERVER"))
         return Response(soap.envelope(reply), media_type=_XML)
+
+    @app.get("/__admin/access-log")
+    async def access() -> list[dict[str, str | None]]:
+        """Who asked, as the platform's own access log keeps it: the last 1,000 requests'
+        operation, MaYeuCau and MaCanBo (the officer), oldest first; never a citizen's data."""
+        return list(access_log)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

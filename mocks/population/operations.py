@@ -65,6 +65,16 @@ def _text(element: etree._Element, name: str) -> str | None:
     return child.text if child is not None and child.text else None
 
 
+def access_entry(operation: str, element: etree._Element) -> dict[str, str | None]:
+    """What the platform's access log keeps of a request: which operation, the request id and
+    the officer (MaCanBo) on whose behalf it was asked."""
+    return {
+        "operation": operation,
+        "request_id": _text(element, "MaYeuCau"),
+        "officer": _text(element, "MaCanBo"),
+    }
+
+
 def read_query(element: etree._Element) -> Query:
     """The request's fields, checked in the documented order."""
     for child in element.iter():

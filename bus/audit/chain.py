@@ -1,0 +1,380 @@
+"""Checking the hash chain: the same code checks the live store and an exported bundle.
+
+The chain (:mod:`bus.audit.record`) makes every record depend on all before it; what pins the
+*end* of the chain is the **signed head**: each append transaction signs ``{seq, hash}`` of the
+last record with the bus's Ed25519 key, and at intervals that head is kept as a **checkpoint**.
+Someone who can write the log file but does not hold the signing key can therefore not:
+
+- change a record (its hash no longer follows, or the next record no longer links to it),
+- delete one (a gap in the numbering, or a broken link),
+- insert one (a record holding another position's data, or records beyond the signed head),
+- reorder two (a position holding another record's data),
+- cut the tail (the signed head names a record that is no longer there),
+
+and :class:`ChainVerifier` names the first record at fault in each case. After a purge, the
+chain starts at an **anchor**, the signed ``{seq, hash}`` of the last purged record.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bus.audit.keys import verify_signature
+from bus.audit.record import COLUMNS, GENESIS, canonical, chain_hash
+
+__all__ = [
+    "Anchor",
+    "ChainVerifier",
+    "Problem",
+    "ProblemKind",
+    "SignedPoint",
+    "StoredRecord",
+    "VerifyReport",
+]
+
+ProblemKind = Literal["modified", "deleted", "inserted", "reordered", "truncated", "signature"]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRecord:
+    """A record as a store or a bundle holds it."""
+
+    seq: int
+    id: str
+    data: bytes
+    prev_hash: str
+    hash: str
+    #: The query columns as stored beside the data (checked against it); empty in a bundle.
+    columns: Mapping[str, Any] = field(default_factory=dict)
+
+    def parsed(self) -> dict[str, Any]:
+        value: Any = json.loads(self.data)
+        if not isinstance(value, dict):
+            raise ValueError("record data is not a JSON object")
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class SignedPoint:
+    """A signed statement that the record ``seq`` has hash ``hash``: the head, a checkpoint,
+    or (``kind="anchor"``) the last record removed by a purge."""
+
+    seq: int
+    hash: str
+    signed_at: str
+    signer: str  # the Ed25519 public key, base64
+    signature: str
+    kind: Literal["head", "checkpoint", "anchor"] = "head"
+
+    @staticmethod
+    def statement(kind: str, seq: int, hash_: str, signed_at: str, signer: str) -> bytes:
+        return canonical(
+            {"kind": kind, "seq": seq, "hash": hash_, "signed_at": signed_at, "signer": signer}
+        )
+
+    def message(self) -> bytes:
+        # A checkpoint is a kept head: both are signed as "head".
+        kind = "anchor" if self.kind == "anchor" else "head"
+        return self.statement(kind, self.seq, self.hash, self.signed_at, self.signer)
+
+    def valid(self, trusted: frozenset[str] | None) -> bool:
+        if trusted is not None and self.signer not in trusted:
+            return False
+        return verify_signature(self.signer, self.message(), self.signature)
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "kind": self.kind,
+            "seq": self.seq,
+            "hash": self.hash,
+            "signed_at": self.signed_at,
+            "signer": self.signer,
+            "signature": self.signature,
+        }
+
+    @classmethod
+    def from_json(cls, value: Mapping[str, Any]) -> SignedPoint:
+        return cls(
+            seq=int(value["seq"]),
+            hash=str(value["hash"]),
+            signed_at=str(value["signed_at"]),
+            signer=str(value["signer"]),
+            signature=str(value["signature"]),
+            kind=value.get("kind", "head"),
+        )
+
+
+Anchor = SignedPoint
+
+
+@dataclass(frozen=True, slots=True)
+class Problem:
+    """What is wrong, and the first record at fault (``seq``; ``id`` when it is known)."""
+
+    kind: ProblemKind
+    seq: int
+    id: str | None
+    detail: str
+
+    def as_json(self) -> dict[str, Any]:
+        return {"kind": self.kind, "seq": self.seq, "id": self.id, "detail": self.detail}
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyReport:
+    ok: bool
+    checked: int
+    first_seq: int | None
+    last_seq: int | None
+    head: SignedPoint | None
+    problem: Problem | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "ok": self.ok,
+            "checked": self.checked,
+            "first_seq": self.first_seq,
+            "last_seq": self.last_seq,
+            "head": self.head.as_json() if self.head else None,
+            "problem": self.problem.as_json() if self.problem else None,
+        }
+
+
+class ChainVerifier:
+    """Feed records in position order (:meth:`feed`), then :meth:`finish` with the signed head.
+
+    Stops at the first problem (later findings would only be consequences of it).
+    ``trusted`` are the public keys whose signatures count; None trusts the keys the log names
+    (only for reading a bundle whose manifest key was checked separately).
+    """
+
+    def __init__(
+        self,
+        *,
+        anchor: SignedPoint | None = None,
+        checkpoints: Mapping[int, SignedPoint] | None = None,
+        trusted: frozenset[str] | None = None,
+        check_columns: bool = True,
+        start: tuple[int, str] | None = None,
+    ) -> None:
+        """``start`` (seq, hash): the record the chain continues from, without a signature of
+        its own because the caller vouches for it (a bundle's signed manifest); not with
+        ``anchor``."""
+        if anchor is not None and start is not None:
+            raise ValueError("a chain starts from an anchor or from a start point, not both")
+        self.trusted = trusted
+        self.checked = 0
+        self.first_seq: int | None = None
+        self.last_seq: int | None = None
+        self.problem: Problem | None = None
+        self._check_columns = check_columns
+        self._checkpoints = dict(checkpoints or {})
+        self._expected = 1
+        self._prev = GENESIS
+        self._recent: deque[tuple[int, str]] = deque(maxlen=4096)
+        self._seen_ids: set[str] = set()
+        self._last_good_checkpoint = 0
+        if anchor is not None:
+            if not anchor.valid(trusted):
+                self.problem = Problem(
+                    "signature",
+                    anchor.seq + 1,
+                    None,
+                    f"the anchor left by the purge of records up to {anchor.seq} is not "
+                    "signed by a trusted key: the start of the log cannot be trusted",
+                )
+            start = (anchor.seq, anchor.hash)
+        if start is not None:
+            self._expected = start[0] + 1
+            self._prev = start[1]
+            self._last_good_checkpoint = start[0]
+
+    def _id_at(self, seq: int) -> str | None:
+        for s, rid in reversed(self._recent):
+            if s == seq:
+                return rid
+        return None
+
+    def _fail(self, kind: ProblemKind, seq: int, rid: str | None, detail: str) -> bool:
+        self.problem = Problem(kind, seq, rid, detail)
+        return False
+
+    def feed(self, record: StoredRecord) -> bool:
+        """Check one record; False once a problem is found (see :attr:`problem`)."""
+        if self.problem is not None:
+            return False
+        seq = record.seq
+        if seq > self._expected:
+            missing = (
+                f"record {self._expected} is missing"
+                if seq == self._expected + 1
+                else f"records {self._expected} to {seq - 1} are missing"
+            )
+            return self._fail("deleted", self._expected, None, f"{missing} (deleted)")
+        try:
+            data = record.parsed()
+            data_seq = int(data["seq"])
+            data_id = str(data["id"])
+        except (ValueError, KeyError, TypeError):
+            return self._fail("modified", seq, record.id, "its data is not a readable record")
+        if data_seq != seq:
+            if data_id in self._seen_ids or data_seq < seq:
+                # A copy of an earlier record is the insertion; a record pushed down by one
+                # inserted before it points back to the position the insertion took. A copy
+                # of a record older than the ids remembered points back to no recent position:
+                # it is named where it was put, not at the record it copies.
+                copy = data_id in self._seen_ids or self._id_at(data_seq) is None
+                first = seq if copy else data_seq
+                return self._fail(
+                    "inserted",
+                    first,
+                    self._id_at(first),
+                    f"position {seq} holds record {data_seq}: a record was inserted at or "
+                    f"after position {first}",
+                )
+            return self._fail(
+                "reordered",
+                seq,
+                record.id,
+                f"position {seq} holds record {data_seq} (records moved, or one before it "
+                "deleted and the rest renumbered)",
+            )
+        if data_id != record.id:
+            return self._fail(
+                "modified", seq, record.id, f"its id column says {record.id}, its data {data_id}"
+            )
+        if record.prev_hash != self._prev:
+            # (A link that is not even ASCII cannot be hashed: it was not recomputed, it is junk.)
+            if (
+                seq > 1
+                and record.prev_hash.isascii()
+                and chain_hash(record.prev_hash, record.data) == record.hash
+            ):
+                return self._fail(
+                    "modified",
+                    seq - 1,
+                    self._id_at(seq - 1),
+                    f"record {seq - 1} no longer hashes to what record {seq} was chained to: "
+                    "it was changed (and its own hash recomputed)",
+                )
+            return self._fail("modified", seq, record.id, "its link to the previous record")
+        if chain_hash(self._prev, record.data) != record.hash:
+            return self._fail("modified", seq, record.id, "its data no longer matches its hash")
+        if self._check_columns:
+            for name in COLUMNS:
+                if name in record.columns and record.columns[name] != data.get(name):
+                    return self._fail(
+                        "modified",
+                        seq,
+                        record.id,
+                        f"its {name} column differs from the hashed record",
+                    )
+        checkpoint = self._checkpoints.get(seq)
+        if checkpoint is not None:
+            if not checkpoint.valid(self.trusted):
+                return self._fail(
+                    "signature", seq, record.id, f"the checkpoint at {seq} has a bad signature"
+                )
+            if checkpoint.hash != record.hash:
+                first = self._last_good_checkpoint + 1
+                return self._fail(
+                    "modified",
+                    first,
+                    self._id_at(first),
+                    f"the chain up to record {seq} differs from its signed checkpoint: a record "
+                    f"between {first} and {seq} was changed and the chain rewritten",
+                )
+            self._last_good_checkpoint = seq
+        self._prev = record.hash
+        self._expected = seq + 1
+        self._recent.append((seq, record.id))
+        self._seen_ids.add(data_id)
+        # Trimmed back to the recent window once it holds twice as many ids: trimming at the
+        # window's own size would rebuild the set on every record from then on.
+        if len(self._seen_ids) > 2 * 4096:
+            self._seen_ids = {rid for _, rid in self._recent}
+        self.checked += 1
+        self.first_seq = seq if self.first_seq is None else self.first_seq
+        self.last_seq = seq
+        return True
+
+    def finish(
+        self,
+        head: SignedPoint | None,
+        *,
+        expect_head: bool = True,
+        end: tuple[int, str] | None = None,
+    ) -> VerifyReport:
+        """The report, once every record was fed; ``head`` is the signed head of the log.
+        ``end`` (seq, hash), instead of a head: the last record as the caller vouches for it
+        (a bundle's signed manifest), checked like a head but without a signature of its own."""
+        if self.problem is None:
+            self._check_end(head, expect_head, end)
+        return VerifyReport(
+            ok=self.problem is None,
+            checked=self.checked,
+            first_seq=self.first_seq,
+            last_seq=self.last_seq,
+            head=head,
+            problem=self.problem,
+        )
+
+    def _check_end(
+        self, head: SignedPoint | None, expect_head: bool, end: tuple[int, str] | None
+    ) -> None:
+        last = self._expected - 1
+        for seq in sorted(self._checkpoints):
+            if seq > last:
+                self._fail(
+                    "truncated",
+                    last + 1,
+                    None,
+                    f"the log ends at record {last} but a signed checkpoint names record {seq}: "
+                    f"records from {last + 1} were cut",
+                )
+                return
+        if end is not None:
+            self._check_last(end[0], end[1], "the manifest's last record")
+            return
+        if head is None:
+            if expect_head and last > 0:
+                self._fail("signature", last, self._id_at(last), "the signed head is missing")
+            return
+        if not head.valid(self.trusted):
+            self._fail("signature", head.seq, None, "the head is not signed by a trusted key")
+        else:
+            self._check_last(head.seq, head.hash, "its signed head")
+
+    def _check_last(self, seq: int, hash_: str, name: str) -> None:
+        """The chain must end exactly at record ``seq`` hashed ``hash_`` (``name`` says who
+        vouches for it)."""
+        last = self._expected - 1
+        if seq > last:
+            self._fail(
+                "truncated",
+                last + 1,
+                None,
+                f"the log ends at record {last} but {name} is record {seq}: "
+                f"records {last + 1} to {seq} were cut",
+            )
+        elif seq < last:
+            self._fail(
+                "inserted",
+                seq + 1,
+                self._id_at(seq + 1),
+                f"records {seq + 1} to {last} follow {name}: they were added "
+                "without the signing key",
+            )
+        elif hash_ != self._prev:
+            first = self._last_good_checkpoint + 1
+            self._fail(
+                "modified",
+                first,
+                self._id_at(first),
+                f"the chain differs from {name}: a record between {first} and {last} "
+                "was changed and the chain rewritten",
+            )

@@ -1,0 +1,672 @@
+"""The exchange log in one SQLite file: the embedded :class:`~bus.audit.store.AuditStore`.
+
+Layout
+------
+``audit_records`` holds each record's canonical data (what is hashed), its chain hashes, and a
+copy of the query fields (:data:`bus.audit.record.COLUMNS`) in their own indexed columns; those
+copies are taken from the data itself and :meth:`SqliteAuditStore.verify` checks them against
+it, so a query can never be served by a column that says something the chain does not.
+``audit_subjects`` maps each citizen blind index to the records about it. ``audit_head`` is the
+signed head (one row), ``audit_checkpoints`` the heads kept at intervals, ``audit_anchor`` the
+signed point the chain starts from after a purge, ``audit_exports`` the bundles written (a purge
+only removes what one of them holds), and ``auditors`` who may read the log.
+
+Transactions
+------------
+:meth:`~SqliteAuditStore.append` reads the head, chains the batch onto it and signs the new head
+in one ``BEGIN IMMEDIATE`` transaction: gateway processes sharing the file are serialised by
+SQLite's write lock and keep one valid chain. It continues from the *signed head*, never from the
+last row: a row someone added behind the head's back makes the append fail on its number
+instead of being chained and signed over. Long reads (:meth:`~SqliteAuditStore.verify`,
+:meth:`~SqliteAuditStore.export`) run in one read transaction on a connection of their own, so
+they see one snapshot and do not hold up appends through the store's connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import sqlite3
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, TypeVar
+
+from bus.audit.chain import ChainVerifier, SignedPoint, StoredRecord, VerifyReport
+from bus.audit.record import COLUMNS, GENESIS, NewRecord, chain_hash, finalise
+from bus.audit.store import (
+    Auditor,
+    AuditQuery,
+    AuditStoreError,
+    ExportEntry,
+    Progress,
+    PurgeResult,
+    Signer,
+    StatRow,
+)
+from bus.sqlite import SqliteFile
+
+__all__ = ["SqliteAuditStore"]
+
+T = TypeVar("T")
+
+#: Records read per round trip by verify and export (and between progress reports).
+CHUNK = 2000
+#: Records removed per transaction by a purge.
+PURGE_CHUNK = 10_000
+
+_SQL_TYPES = {str: "TEXT", int: "INTEGER", float: "REAL"}
+#: The query columns besides ``id`` (which has its own declaration), in COLUMNS order.
+_EXTRA = tuple(name for name in COLUMNS if name != "id")
+
+_SCHEMA = (
+    """
+CREATE TABLE IF NOT EXISTS audit_records (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    data BLOB NOT NULL,
+    prev_hash TEXT NOT NULL,
+    hash TEXT NOT NULL"""
+    + "".join(f",\n    {name} {_SQL_TYPES[COLUMNS[name]]}" for name in _EXTRA)
+    + """
+);
+CREATE INDEX IF NOT EXISTS audit_records_received ON audit_records (received_at);
+CREATE INDEX IF NOT EXISTS audit_records_consumer ON audit_records (consumer, received_at);
+CREATE INDEX IF NOT EXISTS audit_records_service
+    ON audit_records (service, operation, received_at);
+CREATE INDEX IF NOT EXISTS audit_records_end_user ON audit_records (end_user);
+CREATE INDEX IF NOT EXISTS audit_records_agency ON audit_records (agency);
+CREATE INDEX IF NOT EXISTS audit_records_request ON audit_records (request_id);
+CREATE INDEX IF NOT EXISTS audit_records_recorded ON audit_records (recorded_at);
+
+CREATE TABLE IF NOT EXISTS audit_subjects (
+    subject TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    PRIMARY KEY (subject, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS audit_subjects_seq ON audit_subjects (seq);
+
+CREATE TABLE IF NOT EXISTS audit_head (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    seq INTEGER PRIMARY KEY,
+    hash TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS audit_anchor (
+    one INTEGER PRIMARY KEY CHECK (one = 1),
+    seq INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    signed_at TEXT NOT NULL,
+    signer TEXT NOT NULL,
+    signature TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS audit_exports (
+    first_seq INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    sha256 TEXT NOT NULL,
+    path TEXT NOT NULL,
+    exported_at TEXT NOT NULL,
+    CHECK (first_seq <= last_seq)
+);
+
+CREATE TABLE IF NOT EXISTS auditors (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    key_hash TEXT NOT NULL,
+    can_read_bodies INTEGER NOT NULL,
+    active INTEGER NOT NULL,
+    created_at TEXT NOT NULL
+);
+"""
+)
+
+# SQL text is only ever assembled from these module constants and the fixed names of COLUMNS
+# (hence the S608 exemptions); every value is a bound parameter. The casts keep a value that
+# was tampered into another storage class the type verify expects, so it is reported, not
+# raised on.
+_NAMES = ", ".join(COLUMNS)
+_MARKS = ", ".join("?" * (4 + len(COLUMNS)))
+_CASTS = "CAST(data AS BLOB), CAST(prev_hash AS TEXT), CAST(hash AS TEXT)"
+_RECORD = f"SELECT seq, {_CASTS}, {_NAMES} FROM audit_records"  # noqa: S608
+_INSERT = f"INSERT INTO audit_records (seq, data, prev_hash, hash, {_NAMES}) VALUES ({_MARKS})"  # noqa: S608
+_SELECT_HEAD = "SELECT seq, hash, signed_at, signer, signature FROM audit_head"
+_SELECT_ANCHOR = "SELECT seq, hash, signed_at, signer, signature FROM audit_anchor"
+_AUDITOR = "id, name, key_hash, can_read_bodies, active, created_at"
+_SELECT_AUDITOR = f"SELECT {_AUDITOR} FROM auditors"  # noqa: S608
+_INSERT_AUDITOR = f"INSERT INTO auditors ({_AUDITOR}) VALUES (?, ?, ?, ?, ?, ?)"  # noqa: S608
+_STATS = "SELECT service, operation, outcome = 'error', duration_ms FROM audit_records"
+_ID_AT = 4 + list(COLUMNS).index("id")
+
+
+def _utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds")
+
+
+def _record(row: Sequence[Any]) -> StoredRecord:
+    columns = dict(zip(COLUMNS, row[4:], strict=True))
+    return StoredRecord(row[0], row[_ID_AT], row[1], row[2], row[3], columns)
+
+
+def _point(row: Sequence[Any] | None, kind: str) -> SignedPoint | None:
+    if row is None:
+        return None
+    return SignedPoint.from_json(
+        {
+            "seq": row[0],
+            "hash": row[1],
+            "signed_at": row[2],
+            "signer": row[3],
+            "signature": row[4],
+            "kind": kind,
+        }
+    )
+
+
+def _auditor(row: Sequence[Any]) -> Auditor:
+    return Auditor(
+        id=row[0],
+        name=row[1],
+        key_hash=row[2],
+        can_read_bodies=bool(row[3]),
+        active=bool(row[4]),
+        created_at=row[5],
+    )
+
+
+def _where(query: AuditQuery, before_seq: int | None = None) -> tuple[str, list[Any]]:
+    """The WHERE clause (with its leading keyword, or empty) and parameters of a query."""
+    clauses: list[str] = []
+    params: list[Any] = []
+    if query.since is not None:
+        clauses.append("received_at >= ?")
+        params.append(query.since)
+    if query.until is not None:
+        clauses.append("received_at < ?")
+        params.append(query.until)
+    for name in (
+        "consumer",
+        "agency",
+        "end_user",
+        "service",
+        "operation",
+        "outcome",
+        "error_code",
+        "kind",
+        "request_id",
+    ):
+        value = getattr(query, name)
+        if value is not None:
+            clauses.append(f"{name} = ?")
+            params.append(value)
+    if query.subject is not None:
+        clauses.append("seq IN (SELECT seq FROM audit_subjects WHERE subject = ?)")
+        params.append(query.subject)
+    if before_seq is not None:
+        clauses.append("seq < ?")
+        params.append(before_seq)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), params
+
+
+def _nearest_rank(ordered: Sequence[float], percent: float) -> float:
+    if not ordered:
+        return 0.0
+    rank = max(1, math.ceil(percent / 100 * len(ordered)))
+    return float(ordered[rank - 1])
+
+
+def _first_uncovered(first: int, last: int, ranges: Iterable[tuple[int, int]]) -> int | None:
+    """The first seq in ``first``..``last`` that none of ``ranges`` (inclusive) holds."""
+    covered = first - 1
+    for lo, hi in sorted(ranges):
+        if lo > covered + 1:
+            break
+        covered = max(covered, hi)
+        if covered >= last:
+            return None
+    return covered + 1 if covered < last else None
+
+
+class SqliteAuditStore(SqliteFile):
+    """The embedded exchange log: one SQLite file (WAL, ``synchronous=FULL``) that every
+    gateway process of a deployment appends to."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        signer: Signer,
+        *,
+        checkpoint_every: int = 1000,
+        now: Callable[[], str] | None = None,
+    ) -> None:
+        if checkpoint_every < 1:
+            raise ValueError("checkpoint_every must be at least 1")
+        super().__init__(path, _SCHEMA, synchronous="FULL")
+        self._signer = signer
+        self._checkpoint_every = checkpoint_every
+        self._now = now or _utc_now
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    async def _snapshot(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in one read transaction: on a connection of its own for a file (so a
+        long read does not hold the store's connection), on the store's for ``:memory:``."""
+
+        def in_transaction(db: sqlite3.Connection) -> T:
+            db.execute("BEGIN")
+            try:
+                return fn(db)
+            finally:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+
+        if self.path == ":memory:":
+            return await self._run(in_transaction)
+
+        def on_own_connection() -> T:
+            db = sqlite3.connect(self.path, isolation_level=None)
+            try:
+                db.execute("PRAGMA busy_timeout=5000")
+                db.execute("PRAGMA query_only=ON")
+                return in_transaction(db)
+            finally:
+                db.close()
+
+        return await asyncio.to_thread(on_own_connection)
+
+    def _sign(self, kind: str, seq: int, hash_: str, signed_at: str) -> tuple[str, str]:
+        """(signer, signature) of the statement that record ``seq`` has hash ``hash_``."""
+        signer = self._signer.public_key
+        message = SignedPoint.statement(kind, seq, hash_, signed_at, signer)
+        return signer, self._signer.sign(message)
+
+    @staticmethod
+    def _read_head(db: sqlite3.Connection) -> SignedPoint | None:
+        return _point(db.execute(_SELECT_HEAD).fetchone(), "head")
+
+    @staticmethod
+    def _read_anchor(db: sqlite3.Connection) -> SignedPoint | None:
+        return _point(db.execute(_SELECT_ANCHOR).fetchone(), "anchor")
+
+    @staticmethod
+    def _read_checkpoints(
+        db: sqlite3.Connection, first: int = 0, last: int | None = None
+    ) -> dict[int, SignedPoint]:
+        rows = db.execute(
+            "SELECT seq, hash, signed_at, signer, signature FROM audit_checkpoints "
+            "WHERE seq >= ? AND seq <= ? ORDER BY seq",
+            (first, last if last is not None else 2**63 - 1),
+        ).fetchall()
+        points = {}
+        for row in rows:
+            point = _point(row, "checkpoint")
+            assert point is not None
+            points[point.seq] = point
+        return points
+
+    # -- writing -------------------------------------------------------------------------------
+
+    async def append(self, records: Sequence[NewRecord]) -> list[int]:
+        if not records:
+            return []
+
+        def append(db: sqlite3.Connection) -> list[int]:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                head = self._read_head(db)
+                if head is not None:
+                    # signed_at of a head is the recorded_at of its batch (see below).
+                    prev_seq, prev_hash, previous = head.seq, head.hash, head.signed_at
+                else:
+                    prev_seq, prev_hash, previous = 0, GENESIS, ""
+                # One time for the whole batch, never before the last one recorded: the
+                # chain's recorded_at never decreases, so a period is a range of seqs.
+                recorded_at = max(self._now(), previous)
+                first_seq = prev_seq + 1
+                rows: list[tuple[Any, ...]] = []
+                subjects: list[tuple[str, int]] = []
+                for seq, new in enumerate(records, start=first_seq):
+                    data = finalise(new, seq, recorded_at)
+                    digest = chain_hash(prev_hash, data)
+                    parsed = json.loads(data)
+                    rows.append(
+                        (seq, data, prev_hash, digest, *(parsed.get(name) for name in COLUMNS))
+                    )
+                    subjects.extend((subject, seq) for subject in parsed["subjects"])
+                    prev_hash = digest
+                last_seq = first_seq + len(records) - 1
+                db.executemany(_INSERT, rows)
+                db.executemany(
+                    "INSERT OR IGNORE INTO audit_subjects (subject, seq) VALUES (?, ?)", subjects
+                )
+                signer, signature = self._sign("head", last_seq, prev_hash, recorded_at)
+                point = (last_seq, prev_hash, recorded_at, signer, signature)
+                db.execute(
+                    "INSERT OR REPLACE INTO audit_head (one, seq, hash, signed_at, signer, "
+                    "signature) VALUES (1, ?, ?, ?, ?, ?)",
+                    point,
+                )
+                every = self._checkpoint_every
+                if last_seq // every > prev_seq // every:
+                    db.execute(
+                        "INSERT INTO audit_checkpoints (seq, hash, signed_at, signer, signature) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        point,
+                    )
+            return list(range(first_seq, last_seq + 1))
+
+        return await self._run(append)
+
+    # -- reading -------------------------------------------------------------------------------
+
+    async def head(self) -> SignedPoint | None:
+        return await self._run(self._read_head)
+
+    async def anchor(self) -> SignedPoint | None:
+        return await self._run(self._read_anchor)
+
+    async def get(self, record_id: str) -> StoredRecord | None:
+        def get(db: sqlite3.Connection) -> StoredRecord | None:
+            row = db.execute(_RECORD + " WHERE id = ?", (record_id,)).fetchone()
+            return None if row is None else _record(row)
+
+        return await self._run(get)
+
+    async def query(
+        self, query: AuditQuery, *, limit: int, before_seq: int | None = None
+    ) -> list[StoredRecord]:
+        if limit < 1:
+            return []
+        where, params = _where(query, before_seq)
+        sql = _RECORD + where + " ORDER BY seq DESC LIMIT ?"
+
+        def select(db: sqlite3.Connection) -> list[StoredRecord]:
+            return [_record(row) for row in db.execute(sql, (*params, limit))]
+
+        return await self._run(select)
+
+    async def stats(self, query: AuditQuery) -> list[StatRow]:
+        where, params = _where(query)
+        sql = _STATS + where + " ORDER BY service, operation"
+
+        def select(db: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            return db.execute(sql, params).fetchall()
+
+        # (service, operation) -> [calls, errors], durations
+        groups: dict[tuple[str | None, str | None], tuple[list[int], list[float]]] = {}
+        for service, operation, error, duration in await self._run(select):
+            counts, durations = groups.setdefault((service, operation), ([0, 0], []))
+            counts[0] += 1
+            counts[1] += 1 if error else 0
+            if duration is not None:
+                durations.append(float(duration))
+        rows = []
+        for (service, operation), (counts, durations) in groups.items():
+            durations.sort()
+            rows.append(
+                StatRow(
+                    service=service,
+                    operation=operation,
+                    calls=counts[0],
+                    errors=counts[1],
+                    p50_ms=_nearest_rank(durations, 50),
+                    p95_ms=_nearest_rank(durations, 95),
+                    p99_ms=_nearest_rank(durations, 99),
+                )
+            )
+        return rows
+
+    async def seq_range(self, since: str | None, until: str | None) -> tuple[int, int] | None:
+        low = since if since is not None else ""
+        # Every ISO time sorts before "~": an open end.
+        high = until if until is not None else "~"
+
+        def select(db: sqlite3.Connection) -> tuple[int, int] | None:
+            first = db.execute(
+                "SELECT seq FROM audit_records WHERE recorded_at >= ? AND recorded_at < ? "
+                "ORDER BY recorded_at, seq LIMIT 1",
+                (low, high),
+            ).fetchone()
+            if first is None:
+                return None
+            last = db.execute(
+                "SELECT seq FROM audit_records WHERE recorded_at >= ? AND recorded_at < ? "
+                "ORDER BY recorded_at DESC, seq DESC LIMIT 1",
+                (low, high),
+            ).fetchone()
+            return int(first[0]), int(last[0])
+
+        return await self._snapshot(select)
+
+    # -- long reads: verify and export ---------------------------------------------------------
+
+    async def verify(
+        self, *, trusted: frozenset[str], progress: Progress | None = None
+    ) -> VerifyReport:
+        def verify(db: sqlite3.Connection) -> VerifyReport:
+            anchor = self._read_anchor(db)
+            checkpoints = self._read_checkpoints(db)
+            head = self._read_head(db)
+            (total,) = db.execute("SELECT count(*) FROM audit_records").fetchone()
+            verifier = ChainVerifier(anchor=anchor, checkpoints=checkpoints, trusted=trusted)
+            feed = verifier.feed
+            cursor = db.execute(_RECORD + " ORDER BY seq")
+            done = 0
+            names = tuple(COLUMNS)
+            ok = verifier.problem is None
+            while ok and (rows := cursor.fetchmany(CHUNK)):
+                for row in rows:
+                    record = StoredRecord(
+                        row[0],
+                        row[_ID_AT],
+                        row[1],
+                        row[2],
+                        row[3],
+                        dict(zip(names, row[4:], strict=True)),
+                    )
+                    if not feed(record):
+                        ok = False
+                        break
+                done += len(rows)
+                if progress is not None:
+                    progress(min(done, total), total)
+            cursor.close()
+            return verifier.finish(head)
+
+        return await self._snapshot(verify)
+
+    async def export(
+        self,
+        first_seq: int,
+        last_seq: int,
+        write: Callable[[StoredRecord], None],
+        progress: Progress | None = None,
+    ) -> list[SignedPoint]:
+        """Records ``first_seq``..``last_seq`` to ``write`` (in the worker thread), in order and
+        in one snapshot; returns the checkpoints signed in that range, then the head if it is in
+        it (a head that is also a checkpoint appears as both)."""
+
+        def export(db: sqlite3.Connection) -> list[SignedPoint]:
+            points = list(self._read_checkpoints(db, first_seq, last_seq).values())
+            head = self._read_head(db)
+            (total,) = db.execute(
+                "SELECT count(*) FROM audit_records WHERE seq >= ? AND seq <= ?",
+                (first_seq, last_seq),
+            ).fetchone()
+            cursor = db.execute(
+                _RECORD + " WHERE seq >= ? AND seq <= ? ORDER BY seq", (first_seq, last_seq)
+            )
+            done = 0
+            while rows := cursor.fetchmany(CHUNK):
+                for row in rows:
+                    write(_record(row))
+                done += len(rows)
+                if progress is not None:
+                    progress(done, total)
+            cursor.close()
+            if head is not None and first_seq <= head.seq <= last_seq:
+                points.append(head)
+            return points
+
+        return await self._snapshot(export)
+
+    # -- exports and purge ---------------------------------------------------------------------
+
+    async def add_export(self, entry: ExportEntry) -> None:
+        def insert(db: sqlite3.Connection) -> None:
+            db.execute(
+                "INSERT INTO audit_exports (first_seq, last_seq, sha256, path, exported_at) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (entry.first_seq, entry.last_seq, entry.sha256, entry.path, entry.exported_at),
+            )
+
+        await self._run(insert)
+
+    async def exports(self) -> list[ExportEntry]:
+        def select(db: sqlite3.Connection) -> list[ExportEntry]:
+            rows = db.execute(
+                "SELECT first_seq, last_seq, sha256, path, exported_at FROM audit_exports "
+                "ORDER BY first_seq, last_seq, rowid"
+            ).fetchall()
+            return [ExportEntry(*row) for row in rows]
+
+        return await self._run(select)
+
+    async def purge(self, before: str) -> PurgeResult:
+        """Remove the records older than ``before`` (see :class:`AuditStore`), at most
+        :data:`PURGE_CHUNK` per transaction so that appends are never held up for long; each
+        transaction leaves a signed anchor at the last record it removed, so the log verifies
+        between them."""
+
+        def oldest(db: sqlite3.Connection) -> tuple[int, int] | None:
+            """(first, last) records to remove, once checked to be in exports."""
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                first, last = db.execute(
+                    "SELECT min(seq), (SELECT max(seq) FROM audit_records WHERE recorded_at < ?) "
+                    "FROM audit_records",
+                    (before,),
+                ).fetchone()
+                if last is None:
+                    return None
+                ranges = db.execute("SELECT first_seq, last_seq FROM audit_exports").fetchall()
+                missing = _first_uncovered(first, last, ranges)
+                if missing is not None:
+                    raise AuditStoreError(
+                        f"record {missing} is older than {before} but in no export: export "
+                        f"records {first} to {last} before purging them"
+                    )
+                return int(first), int(last)
+
+        def remove(db: sqlite3.Connection, last: int) -> tuple[int, SignedPoint | None, bool]:
+            """Remove the next chunk up to ``last``: (records removed, anchor, all done)."""
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                (first,) = db.execute("SELECT min(seq) FROM audit_records").fetchone()
+                if first is None or first > last:
+                    return 0, self._read_anchor(db), True
+                upper = min(last, first + PURGE_CHUNK - 1)
+                row = db.execute(
+                    "SELECT CAST(hash AS TEXT) FROM audit_records WHERE seq = ?", (upper,)
+                ).fetchone()
+                if row is None:  # a gap where the chunk ends: end it at the record before
+                    (upper,) = db.execute(
+                        "SELECT max(seq) FROM audit_records WHERE seq <= ?", (upper,)
+                    ).fetchone()
+                    row = db.execute(
+                        "SELECT CAST(hash AS TEXT) FROM audit_records WHERE seq = ?", (upper,)
+                    ).fetchone()
+                (upper_hash,) = row
+                # The chain keeps starting right after the anchor: a prefix is removed.
+                removed = db.execute("DELETE FROM audit_records WHERE seq <= ?", (upper,)).rowcount
+                db.execute("DELETE FROM audit_subjects WHERE seq <= ?", (upper,))
+                signed_at = self._now()
+                signer, signature = self._sign("anchor", upper, upper_hash, signed_at)
+                point = (upper, upper_hash, signed_at, signer, signature)
+                db.execute(
+                    "INSERT OR REPLACE INTO audit_anchor (one, seq, hash, signed_at, signer, "
+                    "signature) VALUES (1, ?, ?, ?, ?, ?)",
+                    point,
+                )
+                return removed, _point(point, "anchor"), upper >= last
+
+        span = await self._run(oldest)
+        if span is None:
+            return PurgeResult(purged=0, anchor=await self.anchor())
+        purged = 0
+        while True:
+            removed, anchor, done = await self._run(lambda db: remove(db, span[1]))
+            purged += removed
+            if done:
+                return PurgeResult(purged=purged, anchor=anchor)
+
+    # -- auditors ------------------------------------------------------------------------------
+
+    async def add_auditor(self, auditor: Auditor) -> None:
+        created_at = auditor.created_at or self._now()
+
+        def insert(db: sqlite3.Connection) -> None:
+            try:
+                db.execute(
+                    _INSERT_AUDITOR,
+                    (
+                        auditor.id,
+                        auditor.name,
+                        auditor.key_hash,
+                        int(auditor.can_read_bodies),
+                        int(auditor.active),
+                        created_at,
+                    ),
+                )
+            except sqlite3.IntegrityError as exc:
+                raise AuditStoreError(f"there is already an auditor {auditor.id!r}") from exc
+
+        await self._run(insert)
+
+    async def get_auditor(self, auditor_id: str) -> Auditor | None:
+        def select(db: sqlite3.Connection) -> Auditor | None:
+            row = db.execute(_SELECT_AUDITOR + " WHERE id = ?", (auditor_id,)).fetchone()
+            return None if row is None else _auditor(row)
+
+        return await self._run(select)
+
+    async def list_auditors(self) -> list[Auditor]:
+        def select(db: sqlite3.Connection) -> list[Auditor]:
+            rows = db.execute(_SELECT_AUDITOR + " ORDER BY id").fetchall()
+            return [_auditor(row) for row in rows]
+
+        return await self._run(select)
+
+    async def update_auditor(
+        self, auditor_id: str, *, active: bool | None = None, can_read_bodies: bool | None = None
+    ) -> Auditor:
+        def update(db: sqlite3.Connection) -> Auditor:
+            with db:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "UPDATE auditors SET active = coalesce(?, active), "
+                    "can_read_bodies = coalesce(?, can_read_bodies) WHERE id = ?",
+                    (
+                        None if active is None else int(active),
+                        None if can_read_bodies is None else int(can_read_bodies),
+                        auditor_id,
+                    ),
+                )
+                row = db.execute(_SELECT_AUDITOR + " WHERE id = ?", (auditor_id,)).fetchone()
+                if row is None:
+                    raise AuditStoreError(f"there is no auditor {auditor_id!r}")
+                return _auditor(row)
+
+        return await self._run(update)
