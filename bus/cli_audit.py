@@ -32,10 +32,9 @@ import uuid
 from collections.abc import Awaitable, Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import typer
 from rich.markup import escape
@@ -48,7 +47,7 @@ from bus.audit.chain import Problem, StoredRecord, VerifyReport
 from bus.audit.keys import AuditKeys, KeyError_
 from bus.audit.log import AuditLog, AuditWriteError, open_audit
 from bus.audit.sqlite_store import SqliteAuditStore
-from bus.audit.store import AuditQuery, AuditStoreError, PurgeResult, StatRow
+from bus.audit.store import AuditQuery, AuditStoreError, PurgeResult, StatRow, instant
 from bus.audit.store import Progress as StoreProgress
 from bus.cli_support import JsonOption, err, out, print_json, refused, settings
 from bus.logging import configure_logging
@@ -67,36 +66,15 @@ OUTCOMES = ("ok", "error")
 DATE_HELP = "ISO date or date-time; Asia/Ho_Chi_Minh time without an offset"
 
 
-def _zone() -> tzinfo:
-    try:
-        return ZoneInfo("Asia/Ho_Chi_Minh")
-    except ZoneInfoNotFoundError:  # no tz database on this host: Vietnam is UTC+7, no DST
-        return timezone(timedelta(hours=7), "ICT")
-
-
-LOCAL = _zone()
-
-
 def _moment(value: str | None, option: str) -> str | None:
     """``value`` as the store's time text (UTC ISO 8601); a bad value exits 2 naming
     ``option``."""
     if value is None:
         return None
     try:
-        moment = datetime.fromisoformat(value.strip())
+        return instant(value)
     except ValueError as exc:
-        raise typer.BadParameter(
-            f"{value!r} is not a date (2026-11-01) or a date and time (2026-11-01T08:30)",
-            param_hint=option,
-        ) from exc
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=LOCAL)
-    try:
-        # isoformat() as the log writes times: whole seconds without a fraction, which keeps
-        # text order and time order the same against the log's times, with or without one
-        return moment.astimezone(UTC).isoformat()
-    except OverflowError as exc:
-        raise typer.BadParameter(f"{value!r} is out of range", param_hint=option) from exc
+        raise typer.BadParameter(f"{value!r}: {exc}", param_hint=option) from exc
 
 
 def _period(

@@ -29,12 +29,9 @@ from __future__ import annotations
 
 import base64
 import binascii
-import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import pydantic_core
 import structlog
@@ -47,7 +44,7 @@ from bus.audit import Exchange
 from bus.audit.auditors import DISABLED, UNKNOWN, Auditors, refused_auditor
 from bus.audit.chain import StoredRecord
 from bus.audit.keys import AuditKeys, KeyError_
-from bus.audit.store import Auditor, AuditQuery, AuditStore, StatRow
+from bus.audit.store import Auditor, AuditQuery, AuditStore, StatRow, instant
 from bus.errors import (
     BadRequest,
     BusError,
@@ -137,7 +134,6 @@ LIST_PARAMS = (
 STATS_PARAMS = ("since", "until", "service", "operation", "consumer", "kind")
 
 # A "+" of an offset sent unencoded in a query string arrives as a space.
-_OFFSET_AS_SPACE = re.compile(r"(T\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?) (\d{2}(?::?\d{2})?)$")
 
 
 def _openapi(names: tuple[str, ...]) -> dict[str, Any]:
@@ -172,36 +168,6 @@ def decode_cursor(cursor: str) -> int:
     if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
         raise ValueError("not a cursor this API gave")
     return int(raw)
-
-
-def _zone() -> tzinfo:
-    try:
-        return ZoneInfo("Asia/Ho_Chi_Minh")
-    except ZoneInfoNotFoundError:  # no tz database on this host: Vietnam is UTC+7, no DST
-        return timezone(timedelta(hours=7), "ICT")
-
-
-#: The time zone of a date-time given without an offset (as ``lgsp audit`` reads them).
-LOCAL = _zone()
-
-
-def _instant(text: str) -> str:
-    """An ISO 8601 date or date-time (Asia/Ho_Chi_Minh time without an offset; a date alone
-    is its first moment) as the store's UTC text."""
-    repaired = _OFFSET_AS_SPACE.sub(r"\1+\2", text.strip())
-    try:
-        value = datetime.fromisoformat(repaired)
-    except ValueError:
-        raise ValueError(
-            "not an ISO 8601 date or date-time, e.g. 2026-11-21, 2026-11-21T08:00 (Vietnam "
-            "time), 2026-11-21T08:00:00+07:00 or 2026-11-21T01:00:00Z"
-        ) from None
-    if value.tzinfo is None:
-        value = value.replace(tzinfo=LOCAL)
-    try:
-        return value.astimezone(UTC).isoformat()  # as the log writes received_at
-    except OverflowError:
-        raise ValueError("the date-time is out of range") from None
 
 
 #: The filters of :class:`AuditQuery` given as they are (the subject is a blind index).
@@ -239,7 +205,7 @@ def _parse(params: QueryParams, allowed: tuple[str, ...]) -> _Params:
         text = values[0]
         try:
             if name in ("since", "until"):
-                filters[name] = _instant(text)
+                filters[name] = instant(text)
             elif name == "limit":
                 digits = text.strip()
                 if not (digits.isascii() and digits.isdigit() and len(digits) <= 3) or not (

@@ -11,14 +11,18 @@ sort as text.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta, timezone, tzinfo
 from typing import Protocol
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from bus.audit.chain import SignedPoint, StoredRecord, VerifyReport
 from bus.audit.record import NewRecord
 
 __all__ = [
+    "VIETNAM",
     "AuditQuery",
     "AuditStore",
     "AuditStoreError",
@@ -28,7 +32,43 @@ __all__ = [
     "PurgeResult",
     "Signer",
     "StatRow",
+    "instant",
 ]
+
+
+def _zone() -> tzinfo:
+    try:
+        return ZoneInfo("Asia/Ho_Chi_Minh")
+    except ZoneInfoNotFoundError:  # no tz database on this host: Vietnam is UTC+7, no DST
+        return timezone(timedelta(hours=7), "ICT")
+
+
+#: The zone of a date or time given without an offset.
+VIETNAM = _zone()
+
+#: A "+07:00" offset whose "+" became a space (an unencoded "+" in a URL query).
+_OFFSET_AS_SPACE = re.compile(r"(T\d{2}(?::?\d{2}(?::?\d{2}(?:[.,]\d+)?)?)?) (\d{2}(?::?\d{2})?)$")
+
+
+def instant(text: str) -> str:
+    """An ISO 8601 date or date-time as the store's time text (UTC ``isoformat()``, as the log
+    writes its times, so that text order is time order). Without an offset it is Vietnam time;
+    a date alone is its first moment. Raises ValueError saying what is wrong."""
+    repaired = _OFFSET_AS_SPACE.sub(r"\1+\2", text.strip())
+    try:
+        value = datetime.fromisoformat(repaired)
+    except ValueError:
+        raise ValueError(
+            "not an ISO 8601 date or date-time, e.g. 2026-11-21, 2026-11-21T08:00 (Vietnam "
+            "time), 2026-11-21T08:00:00+07:00 or 2026-11-21T01:00:00Z"
+        ) from None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=VIETNAM)
+    try:
+        return value.astimezone(UTC).isoformat()
+    except OverflowError:
+        raise ValueError("the date-time is out of range") from None
+
 
 #: Called as work advances: (records done, records in all).
 Progress = Callable[[int, int], None]
