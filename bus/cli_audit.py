@@ -46,6 +46,7 @@ from bus.audit.bundle import BundleError, export_bundle, verify_bundle
 from bus.audit.chain import Problem, StoredRecord, VerifyReport
 from bus.audit.keys import AuditKeys, KeyError_
 from bus.audit.log import AuditLog, AuditWriteError, open_audit
+from bus.audit.record import record_ref
 from bus.audit.sqlite_store import SqliteAuditStore
 from bus.audit.store import AuditQuery, AuditStoreError, PurgeResult, StatRow, instant
 from bus.audit.store import Progress as StoreProgress
@@ -335,7 +336,8 @@ def audit_query(
     ] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000, help="At most this many")] = 50,
     cursor: Annotated[
-        int | None, typer.Option(min=1, help="Only records before this seq (the next cursor)")
+        int | None,
+        typer.Option(min=1, max=2**63 - 1, help="Only records before this seq (the next cursor)"),
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
@@ -356,10 +358,12 @@ def audit_query(
     if citizen_id is not None and not citizen_id.strip():
         raise typer.BadParameter("is empty", param_hint="--citizen-id")
 
-    async def read(s: _Session) -> list[StoredRecord]:
+    async def read(s: _Session) -> tuple[list[StoredRecord], bool]:
         subject = None if citizen_id is None else s.keys.blind(citizen_id)
         query = AuditQuery(**filters, subject=subject)
-        records = await s.store.query(query, limit=limit, before_seq=cursor)
+        records = await s.store.query(query, limit=limit + 1, before_seq=cursor)
+        more = len(records) > limit
+        records = records[:limit]
         given = {name: value for name, value in filters.items() if value is not None}
         await s.record_read(
             "query",
@@ -372,10 +376,10 @@ def audit_query(
             },
             subjects=() if citizen_id is None else (citizen_id,),
         )
-        return records
+        return records, more
 
-    records = _with_log(read)
-    next_cursor = records[-1].seq if len(records) == limit else None
+    records, more = _with_log(read)
+    next_cursor = records[-1].seq if more else None
     if as_json:
         print_json({"records": [_view(r) for r in records], "next_cursor": next_cursor})
         return
@@ -416,7 +420,7 @@ def audit_show(
         record = await s.store.get(record_id)
         opened = _decrypt(s.keys, record) if record is not None and bodies else None
         await s.record_read(
-            "show", {"record_id": record_id, "bodies": bodies}, found=record is not None
+            "show", {"record_id": record_ref(record_id), "bodies": bodies}, found=record is not None
         )
         return record, opened
 

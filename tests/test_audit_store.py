@@ -4,6 +4,7 @@ periods, export, purge behind an anchor, auditors, and appends from several proc
 from __future__ import annotations
 
 import asyncio
+import json
 import sqlite3
 import sys
 import textwrap
@@ -18,7 +19,7 @@ import pytest
 from bus.audit.chain import StoredRecord
 from bus.audit.keys import AuditKeys
 from bus.audit.record import COLUMNS, GENESIS, Kind, NewRecord, chain_hash, finalise
-from bus.audit.sqlite_store import _RECORD, SqliteAuditStore, _where
+from bus.audit.sqlite_store import SqliteAuditStore, _query_sql
 from bus.audit.store import Auditor, AuditQuery, AuditStoreError, ExportEntry
 
 pytestmark = pytest.mark.anyio
@@ -179,6 +180,49 @@ async def test_append_chains_signs_and_survives_reopen(
         assert (report.ok, report.checked, report.first_seq, report.last_seq) == (True, 4, 1, 4)
     finally:
         await store.close()
+
+
+async def test_append_refuses_a_duplicate_id_and_keeps_nothing_of_the_batch(
+    store: SqliteAuditStore, keys: AuditKeys
+) -> None:
+    await store.append([rec(1)])
+    with pytest.raises(AuditStoreError, match="id already in the log"):
+        await store.append([rec(2), rec(1)])
+    assert [r.seq for r in await everything(store)] == [1]
+    assert await store.append([rec(2)]) == [2]
+    assert (await store.verify(trusted=trusted(keys))).ok
+
+
+async def test_append_never_chains_onto_a_row_the_signed_head_does_not_cover(
+    store: SqliteAuditStore, keys: AuditKeys
+) -> None:
+    await store.append([rec(1), rec(2)])
+    forged = replace(rec(3), id="ex_forged")
+    data = finalise(forged, 3, iso(T0))
+    head = await store.head()
+    assert head is not None
+
+    def add(db: sqlite3.Connection) -> None:
+        values = json.loads(data)
+        db.execute(
+            "INSERT INTO audit_records (seq, data, prev_hash, hash, "  # noqa: S608
+            + ", ".join(COLUMNS)
+            + ") VALUES (?, ?, ?, ?, "
+            + ", ".join("?" * len(COLUMNS))
+            + ")",
+            (3, data, head.hash, chain_hash(head.hash, data), *(values[n] for n in COLUMNS)),
+        )
+
+    await store._run(add)
+    with pytest.raises(AuditStoreError, match="record 3 or later that its signed head"):
+        await store.append([rec(3)])
+    report = await store.verify(trusted=trusted(keys))
+    assert report.problem is not None
+    assert (report.problem.kind, report.problem.seq, report.problem.id) == (
+        "inserted",
+        3,
+        "ex_forged",
+    )
 
 
 async def test_store_file_is_wal_and_synchronous_full(store: SqliteAuditStore) -> None:
@@ -375,13 +419,30 @@ async def test_query_cursor_pages_through_without_gaps_or_repeats(
     assert await store.query(AuditQuery(), limit=0) == []
 
 
-async def test_query_by_subject_uses_the_subject_index(store: SqliteAuditStore) -> None:
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        (AuditQuery(subject="s-ann"), "audit_subjects"),
+        (AuditQuery(consumer="app-a"), "COVERING INDEX audit_records_consumer"),
+        (
+            AuditQuery(since=iso(T0), until=iso(T0 + timedelta(hours=1))),
+            "COVERING INDEX audit_records_received",
+        ),
+        (AuditQuery(service="dvcqg", operation="submit"), "COVERING INDEX audit_records_service"),
+        (AuditQuery(end_user="u1"), "INDEX audit_records_end_user"),
+        (AuditQuery(request_id="req-2"), "INDEX audit_records_request"),
+    ],
+)
+async def test_queries_are_served_by_indexes(
+    store: SqliteAuditStore, query: AuditQuery, index: str
+) -> None:
     await seed_queries(store)
-    where, params = _where(AuditQuery(subject="s-ann"))
-    sql = "EXPLAIN QUERY PLAN " + _RECORD + where + " ORDER BY seq DESC LIMIT ?"
-    plan = await store._run(lambda db: db.execute(sql, (*params, 10)).fetchall())
-    text = " ".join(str(row[-1]) for row in plan)
-    assert "audit_subjects" in text
+    sql, params = _query_sql(query, None)
+    plan = await store._run(
+        lambda db: db.execute("EXPLAIN QUERY PLAN " + sql, (*params, 10)).fetchall()
+    )
+    text = "; ".join(str(row[-1]) for row in plan)
+    assert index in text
     assert "SCAN audit_records" not in text
 
 

@@ -1,9 +1,11 @@
 """Tampering with the exchange log's file directly is caught by ``verify``, which names the
 first record at fault.
 
-Each test appends 50 records (batches of 5, a checkpoint every 10: signed points at 10, 20,
-30, 40 and the head at 50), then changes the SQLite file through a connection of its own, as
-someone who can write the file but does not hold the signing key would.
+Each test appends 50 records (batches of 5, a checkpoint every 10: signed checkpoints at 10,
+20, 30, 40 and 50, the signed head at 50), then changes the SQLite file through a connection of
+its own, as someone who can write the file but does not hold the signing key would, and checks
+the problem ``verify`` reports: its kind, the seq of the first record at fault, and the id
+where it can be known.
 """
 
 from __future__ import annotations

@@ -44,6 +44,7 @@ from bus.audit import Exchange
 from bus.audit.auditors import DISABLED, UNKNOWN, Auditors, refused_auditor
 from bus.audit.chain import StoredRecord
 from bus.audit.keys import AuditKeys, KeyError_
+from bus.audit.record import record_ref
 from bus.audit.store import Auditor, AuditQuery, AuditStore, StatRow, instant
 from bus.errors import (
     BadRequest,
@@ -165,7 +166,7 @@ def decode_cursor(cursor: str) -> int:
         raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError("not a cursor this API gave") from exc
-    if not raw.isascii() or not raw.isdigit() or int(raw) < 1:
+    if not raw.isascii() or not raw.isdigit() or not 1 <= int(raw) < 2**63:
         raise ValueError("not a cursor this API gave")
     return int(raw)
 
@@ -482,7 +483,7 @@ def audit_router(gw: Gateway) -> APIRouter:
     )
     async def get_exchange(request: Request, record_id: str) -> Response:
         params = _parse(request.query_params, ())
-        read = _Read("exchanges.get", {"id": record_id[:MAX_ID]})
+        read = _Read("exchanges.get", {"id": record_ref(record_id)})
 
         async def work(auditor: Auditor, audit: _Log, read: _Read) -> Any:
             found = await audit.store.get(record_id) if len(record_id) <= MAX_ID else None

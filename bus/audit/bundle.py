@@ -46,6 +46,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
+import pydantic_core
+
 from bus.audit.chain import ChainVerifier, Problem, SignedPoint, StoredRecord
 from bus.audit.keys import AuditKeys, key_fingerprint, verify_signature
 from bus.audit.record import FORMAT, GENESIS, canonical
@@ -440,7 +442,7 @@ def _read_member(bundle: zipfile.ZipFile, name: str, limit: int) -> bytes:
 
 def _parse_checkpoints(data: bytes) -> dict[int, SignedPoint]:
     try:
-        value: Any = json.loads(data)
+        value: Any = pydantic_core.from_json(data, allow_inf_nan=False)
         if not isinstance(value, list):
             raise _Malformed("checkpoints.json is not a list")
         points = [SignedPoint.from_json(item) for item in value]
@@ -457,7 +459,7 @@ class _Line:
 
 def _parse_line(raw: bytes, position: int) -> _Line:
     try:
-        value: Any = json.loads(raw)
+        value: Any = pydantic_core.from_json(raw, allow_inf_nan=False)
         seq = value["seq"]
         if not isinstance(seq, int) or isinstance(seq, bool):
             return _Line(position, None)
@@ -589,7 +591,7 @@ def _verify(
         signature = (
             _read_member(bundle, SIGNATURE, _MAX_SIGNATURE).decode("ascii", "replace").strip()
         )
-        manifest_value: Any = json.loads(manifest_bytes)
+        manifest_value: Any = pydantic_core.from_json(manifest_bytes, allow_inf_nan=False)
         manifest = _parse_manifest(manifest_value)
     except (_Malformed, ValueError) as exc:
         return failed(f"{MANIFEST} is not a manifest this bus writes: {exc}")

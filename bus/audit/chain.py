@@ -17,11 +17,12 @@ chain starts at an **anchor**, the signed ``{seq, hash}`` of the last purged rec
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
+
+import pydantic_core
 
 from bus.audit.keys import verify_signature
 from bus.audit.record import COLUMNS, GENESIS, canonical, chain_hash
@@ -52,7 +53,9 @@ class StoredRecord:
     columns: Mapping[str, Any] = field(default_factory=dict)
 
     def parsed(self) -> dict[str, Any]:
-        value: Any = json.loads(self.data)
+        """The data as JSON; ValueError for anything a record cannot be (jiter: bounded
+        depth, no NaN or infinity), so a tampered record is named, never a crash."""
+        value: Any = pydantic_core.from_json(self.data, allow_inf_nan=False)
         if not isinstance(value, dict):
             raise ValueError("record data is not a JSON object")
         return value
@@ -98,8 +101,12 @@ class SignedPoint:
 
     @classmethod
     def from_json(cls, value: Mapping[str, Any]) -> SignedPoint:
+        """Raises ValueError (or KeyError) for anything that is not a signed point."""
+        seq = value["seq"]
+        if not isinstance(seq, int) or isinstance(seq, bool) or not 0 <= seq < 2**63:
+            raise ValueError("a signed point's seq must be a whole number")
         return cls(
-            seq=int(value["seq"]),
+            seq=seq,
             hash=str(value["hash"]),
             signed_at=str(value["signed_at"]),
             signer=str(value["signer"]),
@@ -219,7 +226,7 @@ class ChainVerifier:
             data = record.parsed()
             data_seq = int(data["seq"])
             data_id = str(data["id"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, OverflowError):
             return self._fail("modified", seq, record.id, "its data is not a readable record")
         if data_seq != seq:
             if data_id in self._seen_ids or data_seq < seq:

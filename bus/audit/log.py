@@ -97,7 +97,7 @@ class AuditLog:
         future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
         self._pending.append((record, future))
         self._wake.set()
-        if self._writer is None:
+        if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._write_loop(), name="audit-writer")
         # shield: a caller that goes away does not take its record out of the log
         return await asyncio.shield(future)
@@ -169,13 +169,17 @@ class AuditLog:
     async def _commit(self, batch: Sequence[tuple[NewRecord, asyncio.Future[int]]]) -> None:
         try:
             seqs = await self.store.append([record for record, _ in batch])
-        except Exception as exc:
+            if len(seqs) != len(batch):
+                raise AuditWriteError(f"the store appended {len(seqs)} of {len(batch)} records")
+        except BaseException as exc:  # every waiting call must learn it, even on cancellation
             log.exception("exchange log append failed; calls are refused until it works")
             self.failing = type(exc).__name__
             for record, future in batch:
                 _report_unrecorded(record)
                 if not future.done():
-                    future.set_exception(AuditWriteError(str(exc)))
+                    future.set_exception(AuditWriteError(type(exc).__name__))
+            if not isinstance(exc, Exception):
+                raise
             return
         self.failing = None
         self.written += len(batch)

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
@@ -32,6 +33,7 @@ __all__ = [
     "canonical",
     "chain_hash",
     "finalise",
+    "record_ref",
 ]
 
 #: The version of the record format, stored in every record as ``v``.
@@ -129,3 +131,13 @@ def chain_hash(prev: str, data: bytes) -> str:
     digest.update(b"\n")
     digest.update(data)
     return digest.hexdigest()
+
+
+_RECORD_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def record_ref(text: str) -> str:
+    """A record id as a read of the log may keep it in its ``detail`` (kept in clear): the id
+    itself when it has the shape of one, else a placeholder, so that whatever else was typed
+    there (a citizen's id pasted by mistake) is never stored."""
+    return text if _RECORD_ID.fullmatch(text) else "(not a record id)"

@@ -26,7 +26,7 @@ from pydantic import ValidationError
 
 from bus.config import DeliveryPolicyConfig
 from bus.delivery.store import Delivery
-from bus.errors import BadRequest, BusError, InternalError, UpstreamUnavailable
+from bus.errors import BadRequest, BusError, InternalError, UpstreamTimeout, UpstreamUnavailable
 from bus.gateway import Gateway
 from bus.pipeline import Call, dispatch, normalise, record, resolve
 from bus.security import Consumer
@@ -126,6 +126,13 @@ class DeliveryWorker:
 
         task.add_done_callback(done)
 
+    async def _record_cancelled(self, call: Call) -> None:
+        cancelled = UpstreamTimeout("the attempt was cancelled when the worker stopped")
+        try:
+            await record(self.gw, call, cancelled.http_status, cancelled, b"")
+        except Exception:
+            log.exception("cancelled delivery attempt could not be recorded")
+
     async def _deliver(self, d: Delivery, owner: str) -> None:
         gw = self.gw
         store = gw.delivery_store
@@ -144,6 +151,12 @@ class DeliveryWorker:
         )
         error: BusError | None = None
         result: bytes | None = None
+        try:
+            gw.exchange_recorder.admit()
+        except BusError:  # the exchange log cannot be written: nothing may reach the upstream
+            now = gw.clock.now().timestamp()
+            await store.release(d.id, owner, now, next_attempt_at=now + 5.0)
+            return
         try:
             target = resolve(gw, d.service, d.operation)
             call.capture = target.service.config.audit
@@ -166,6 +179,10 @@ class DeliveryWorker:
             error = exc
         except BusError as exc:
             error = exc
+        except asyncio.CancelledError:  # stopped past the grace period, mid-attempt
+            if call.outcome.attempts:  # the upstream may have it: the attempt is recorded
+                await asyncio.shield(self._record_cancelled(call))
+            raise
         except Exception:
             log.exception("delivery failed unexpectedly", delivery_id=d.id, service=d.service)
             error = InternalError()
