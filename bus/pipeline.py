@@ -330,6 +330,8 @@ async def enqueue(gw: Gateway, target: Target, payload: BaseModel, call: Call) -
             request_id=call.request_id,
             order_key=order_key,
             max_attempts=target.service.config.delivery.attempts,
+            end_user=call.end_user,
+            agency=call.consumer.agency,
         ),
         now=gw.clock.now().timestamp(),
     )

@@ -396,3 +396,25 @@ async def test_cli_retry_and_show_a_dead_delivery(
     assert "delivered" in again.output
     assert "Traceback" not in again.output
     assert len(applied) == 1
+
+
+async def test_a_delivery_attempt_is_recorded_on_behalf_of_the_officer(
+    example_plugin: AdapterRegistry,
+    settings_for: Callable[..., Settings],
+    router: respx.MockRouter,
+) -> None:
+    """The officer (X-User-Id) of the call that queued a message is kept with it: the delivery
+    attempt's exchange record names the officer, as the queuing call's record does."""
+    receiver(router)
+    app, recorder = make(example_plugin, fast(settings_for(yaml_with())), router)
+    async with running(app) as client:
+        reply = await client.post(
+            CHANGE,
+            json={"parcel_id": "12-0034", "change": "ODT->TMD"},
+            headers={"X-User-Id": "canbo.017"},
+        )
+        await until(client, reply.json()["data"]["delivery_id"], "delivered")
+    by_kind = {e.kind: e for e in recorder.exchanges}
+    assert by_kind["call"].end_user == by_kind["delivery"].end_user == "canbo.017"
+    assert by_kind["delivery"].delivery_id == reply.json()["data"]["delivery_id"]
+    assert by_kind["delivery"].attempts == 1

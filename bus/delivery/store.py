@@ -113,6 +113,10 @@ class NewDelivery:
     request_id: str  # of the call that queued it
     order_key: str | None  # e.g. "dvcqg:G12.34-250101-0001"; None: no ordering constraint
     max_attempts: int  # from the service's delivery policy
+    #: The officer on whose behalf it was queued (X-User-Id) and the consumer's agency: each
+    #: delivery attempt carries them upstream and into its exchange record.
+    end_user: str | None = None
+    agency: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -144,6 +148,8 @@ class Delivery:
     result: bytes | None  # the canonical JSON reply once delivered
     lease_owner: str | None
     lease_until: float | None
+    end_user: str | None = None
+    agency: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +239,9 @@ CREATE TABLE IF NOT EXISTS deliveries (
     result BLOB,
     lease_owner TEXT,
     lease_until REAL,
-    leased_at REAL
+    leased_at REAL,
+    end_user TEXT,
+    agency TEXT
 );
 CREATE INDEX IF NOT EXISTS deliveries_due ON deliveries (state, next_attempt_at, seq);
 CREATE INDEX IF NOT EXISTS deliveries_state ON deliveries (state, seq);
@@ -277,7 +285,7 @@ END;
 _COLUMNS = (
     "id, seq, consumer, service, operation, payload, request_id, order_key, state, attempts, "
     "round_attempts, max_attempts, next_attempt_at, created_at, updated_at, delivered_at, "
-    "last_error_code, last_error_message, result, lease_owner, lease_until"
+    "last_error_code, last_error_message, result, lease_owner, lease_until, end_user, agency"
 )
 
 # SQL text is only ever assembled from these module constants and fixed column names (hence the
@@ -343,6 +351,10 @@ class SqliteDeliveryStore(SqliteFile):
 
     def __init__(self, path: Path | str) -> None:
         super().__init__(path, _SCHEMA, synchronous="FULL")
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(deliveries)")}
+        for added in ("end_user", "agency"):  # a queue file written before these existed
+            if added not in columns:
+                self._db.execute(f"ALTER TABLE deliveries ADD COLUMN {added} TEXT")
 
     # -- helpers (run on the connection, in the store's thread) -------------------------------
 
@@ -418,8 +430,8 @@ class SqliteDeliveryStore(SqliteFile):
                     cursor = db.execute(
                         "INSERT INTO deliveries (id, consumer, service, operation, payload, "
                         "request_id, order_key, state, attempts, round_attempts, max_attempts, "
-                        "next_attempt_at, created_at, updated_at) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, 0, ?, ?, ?, ?)",
+                        "next_attempt_at, created_at, updated_at, end_user, agency) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, 'queued', 0, 0, ?, ?, ?, ?, ?, ?)",
                         (
                             delivery_id,
                             new.consumer,
@@ -432,6 +444,8 @@ class SqliteDeliveryStore(SqliteFile):
                             now,
                             now,
                             now,
+                            new.end_user,
+                            new.agency,
                         ),
                     )
                 except sqlite3.IntegrityError:
@@ -459,6 +473,8 @@ class SqliteDeliveryStore(SqliteFile):
                     result=None,
                     lease_owner=None,
                     lease_until=None,
+                    end_user=new.end_user,
+                    agency=new.agency,
                 )
             raise DeliveryStoreError("could not allocate a unique delivery id")
 

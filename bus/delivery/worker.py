@@ -143,11 +143,12 @@ class DeliveryWorker:
             operation=d.operation,
             received_at=started,
             started=gw.clock.monotonic(),
-            consumer=Consumer(id=d.consumer, name=d.consumer),
+            consumer=Consumer(id=d.consumer, name=d.consumer, agency=d.agency),
             request_bytes=len(d.payload),
             delivery_id=d.id,
             kind="delivery",
             request_body=d.payload,
+            end_user=d.end_user,
         )
         error: BusError | None = None
         result: bytes | None = None
