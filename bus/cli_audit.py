@@ -135,7 +135,7 @@ class _Session:
             outcome="ok" if found else "error",
             http_status=200 if found else 404,
             error_code=None if found else "client.not_found",
-            attempts=1,
+            attempts=0,  # a read of the log: no upstream
             request_bytes=0,
             reply_bytes=0,
             kind="audit",
