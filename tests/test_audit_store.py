@@ -136,12 +136,11 @@ async def test_append_chains_signs_and_survives_reopen(
     assert await store.append([]) == []
     assert await store.head() is None
 
+    body = {"kid": "k1", "nonce": "bm9uY2U=", "ct": "Y3Q="}
     first = [rec(1, subjects=("s1",)), rec(2, agency=None, end_user=None, service=None)]
     assert await store.append(first) == [1, 2]
     clock.advance(1)
-    assert await store.append([rec(3, body={"kid": "k1", "nonce": "bm9uY2U=", "ct": "Y3Q="})]) == [
-        3
-    ]
+    assert await store.append([rec(3, body=body)]) == [3]
     await store.close()
 
     store = SqliteAuditStore(path, keys, checkpoint_every=10, now=clock)
@@ -150,7 +149,7 @@ async def test_append_chains_signs_and_survives_reopen(
         assert [r.seq for r in records] == [1, 2, 3]
         prev = GENESIS
         for new, stored, at in zip(
-            [*first, rec(3, body={"kid": "k1", "nonce": "bm9uY2U=", "ct": "Y3Q="})],
+            [*first, rec(3, body=body)],
             records,
             [iso(T0), iso(T0), iso(T0 + timedelta(seconds=1))],
             strict=True,
@@ -163,7 +162,7 @@ async def test_append_chains_signs_and_survives_reopen(
             assert dict(stored.columns) == {name: data.get(name) for name in COLUMNS}
             prev = stored.hash
         assert records[1].columns["agency"] is None
-        assert records[2].parsed()["body"] == {"kid": "k1", "nonce": "bm9uY2U=", "ct": "Y3Q="}
+        assert records[2].parsed()["body"] == body
 
         head = await store.head()
         assert head is not None

@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 __all__ = [
@@ -114,9 +114,13 @@ def canonical(value: Any) -> bytes:
     ).encode()
 
 
+_NAMES = tuple(f.name for f in fields(NewRecord))
+
+
 def finalise(new: NewRecord, seq: int, recorded_at: str) -> bytes:
     """The stored data of ``new`` as record number ``seq``."""
-    data = asdict(new)
+    # a shallow dict (asdict's deep copy was most of an append's time): it is only serialised
+    data = {name: getattr(new, name) for name in _NAMES}
     data["upstream_exchanges"] = list(new.upstream_exchanges)
     data["subjects"] = list(new.subjects)
     data["seq"] = seq
