@@ -46,14 +46,14 @@ from bus.audit.bundle import BundleError, export_bundle, verify_bundle
 from bus.audit.chain import Problem, StoredRecord, VerifyReport
 from bus.audit.keys import AuditKeys, KeyError_
 from bus.audit.log import AuditLog, AuditWriteError, open_audit
-from bus.audit.record import record_ref
+from bus.audit.record import KINDS, OUTCOMES, record_ref
 from bus.audit.sqlite_store import SqliteAuditStore
 from bus.audit.store import AuditQuery, AuditStoreError, PurgeResult, StatRow, instant
 from bus.audit.store import Progress as StoreProgress
 from bus.cli_support import JsonOption, err, out, print_json, refused, settings
 from bus.logging import configure_logging
 
-__all__ = ["audit_app"]
+__all__ = ["audit_app", "with_log"]
 
 T = TypeVar("T")
 
@@ -62,8 +62,6 @@ audit_app = typer.Typer(
     no_args_is_help=True,
 )
 
-KINDS = ("call", "delivery", "callback", "audit")
-OUTCOMES = ("ok", "error")
 DATE_HELP = "ISO date or date-time; Asia/Ho_Chi_Minh time without an offset"
 
 
@@ -145,15 +143,16 @@ class _Session:
         await self.recorder.record(exchange)
 
 
-def _with_log(work: Callable[[_Session], Awaitable[T]]) -> T:
+def with_log(work: Callable[[_Session], Awaitable[T]], *, must_exist: bool = True) -> T:
     """Run ``work`` on the exchange log of the process settings, then close it. A log that
-    does not exist, cannot be opened, or refuses (a purge of records never exported), and a
-    read that cannot be recorded, exit 2 with the reason, plainly."""
+    does not exist (unless ``must_exist`` is False: it is then created), cannot be opened, or
+    refuses (a purge of records never exported), and a read that cannot be recorded, exit 2
+    with the reason, plainly."""
     chosen = settings()
     # Log lines (e.g. the key-file warning) go to stderr: stdout is for the answer (--json).
     configure_logging(chosen.log_level, chosen.log_format)
     path = chosen.audit_file()
-    if not path.exists():
+    if must_exist and not path.exists():
         err.print(
             f"[bold red]no exchange log[/] at {escape(str(path))} (set LGSP_AUDIT_PATH, or "
             "LGSP_STORE_PATH beside which it is kept)",
@@ -378,7 +377,7 @@ def audit_query(
         )
         return records, more
 
-    records, more = _with_log(read)
+    records, more = with_log(read)
     next_cursor = records[-1].seq if more else None
     if as_json:
         print_json({"records": [_view(r) for r in records], "next_cursor": next_cursor})
@@ -394,14 +393,10 @@ def _decrypt(keys: AuditKeys, record: StoredRecord) -> dict[str, Any]:
     if not isinstance(body, dict):
         return {"error": "no bodies were kept for this exchange (capture level metadata)"}
     try:
-        plain: Any = json.loads(keys.decrypt(body, record.id.encode()))
+        request, reply = keys.open_bodies(body, record.id)
     except KeyError_ as exc:
         return {"error": str(exc)}
-    except ValueError:
-        return {"error": "the decrypted bodies are not the JSON this bus writes"}
-    if not isinstance(plain, dict):
-        return {"error": "the decrypted bodies are not the JSON this bus writes"}
-    return {"request": plain.get("request"), "reply": plain.get("reply")}
+    return {"request": request, "reply": reply}
 
 
 @audit_app.command("show")
@@ -424,7 +419,7 @@ def audit_show(
         )
         return record, opened
 
-    record, opened = _with_log(read)
+    record, opened = with_log(read)
     if record is None:
         err.print(f"[bold red]no record[/] {escape(record_id)}", highlight=False)
         raise typer.Exit(code=2)
@@ -463,7 +458,7 @@ def audit_verify(as_json: JsonOption = False) -> None:
             report = await s.store.verify(trusted=frozenset({s.keys.public_key}), progress=progress)
         return report, s.keys.public_key
 
-    report, public_key = _with_log(check)
+    report, public_key = with_log(check)
     if as_json:
         print_json(report.as_json() | {"public_key": public_key})
         raise typer.Exit(code=0 if report.ok else 1)
@@ -508,23 +503,9 @@ def audit_stats(
         await s.record_read("stats", detail)
         return rows
 
-    rows = _with_log(read)
+    rows = with_log(read)
     if as_json:
-        print_json(
-            [
-                {
-                    "service": r.service,
-                    "operation": r.operation,
-                    "calls": r.calls,
-                    "errors": r.errors,
-                    "error_rate": r.error_rate,
-                    "p50_ms": r.p50_ms,
-                    "p95_ms": r.p95_ms,
-                    "p99_ms": r.p99_ms,
-                }
-                for r in rows
-            ]
-        )
+        print_json([r.as_json() for r in rows])
         return
     table = Table(title=f"Exchanges {start or 'from the start'} to {end or 'now'} (UTC)")
     for column in ("service", "operation", "calls", "errors", "error rate", "p50", "p95", "p99"):
@@ -574,7 +555,7 @@ def audit_export(
         await s.record_read("export", detail)
         return manifest
 
-    manifest = _with_log(export)
+    manifest = with_log(export)
     if as_json:
         print_json({"path": str(out_file), "manifest": manifest})
         return
@@ -659,7 +640,7 @@ def audit_purge(
     if as_json and not yes:
         raise typer.BadParameter("--json asks nothing: give --yes as well", param_hint="--yes")
     if not yes:
-        span = _with_log(lambda s: s.store.seq_range(None, cutoff))
+        span = with_log(lambda s: s.store.seq_range(None, cutoff))
         if span is None:
             out.print(f"nothing to purge: no record was recorded before {cutoff}", highlight=False)
             return
@@ -680,7 +661,7 @@ def audit_purge(
         await s.record_read("purge", detail)
         return result
 
-    result = _with_log(purge)
+    result = with_log(purge)
     anchor = result.anchor
     if as_json:
         print_json({"purged": result.purged, "anchor": anchor.as_json() if anchor else None})

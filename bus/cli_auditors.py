@@ -14,8 +14,6 @@ credential nor the admin token opens it.
 
 from __future__ import annotations
 
-import asyncio
-import sqlite3
 from collections.abc import Awaitable, Callable
 from typing import Annotated, TypeVar
 
@@ -24,11 +22,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from bus.audit.auditors import Auditors, auditor_view, key_id_of
-from bus.audit.keys import KeyError_
-from bus.audit.log import open_audit
-from bus.audit.store import Auditor, AuditStoreError
-from bus.cli_support import JsonOption, err, out, print_json, refused, settings
-from bus.logging import configure_logging
+from bus.audit.store import Auditor
+from bus.cli_audit import with_log
+from bus.cli_support import JsonOption, err, out, print_json
 
 __all__ = ["auditors_app"]
 
@@ -46,31 +42,9 @@ AuditorId = Annotated[str, typer.Argument(metavar="ID", help="The auditor's id")
 
 
 def _with_auditors(work: Callable[[Auditors], Awaitable[T]]) -> T:
-    """Run ``work`` on the auditors of the exchange log of the process settings, then close
-    it. A refusal or a log that cannot be opened exits 2 with the reason, plainly."""
-    chosen = settings()
-    # Log lines (e.g. the key-file warning) go to stderr: stdout is for the answer (--json).
-    configure_logging(chosen.log_level, chosen.log_format)
-
-    async def run() -> T:
-        store, _keys = open_audit(chosen)
-        try:
-            return await work(Auditors(store))
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(run())
-    except (AuditStoreError, KeyError_) as exc:
-        raise refused(exc) from exc
-    except (sqlite3.Error, OSError) as exc:
-        err.print(
-            f"[bold red]cannot use the exchange log[/] {escape(str(chosen.audit_file()))}: "
-            f"{escape(str(exc))}",
-            highlight=False,
-            soft_wrap=True,
-        )
-        raise typer.Exit(code=2) from exc
+    """Run ``work`` on the auditors of the exchange log of the process settings (created if
+    the gateway never ran), through the audit CLI's runner and its plain refusals."""
+    return with_log(lambda session: work(Auditors(session.store)), must_exist=False)
 
 
 def _summary(auditor: Auditor) -> None:

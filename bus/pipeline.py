@@ -286,9 +286,13 @@ def validate(body: bytes, target: Target) -> BaseModel:
 # -- 4b: idempotency and store-and-forward -------------------------------------------------
 
 
-async def dedupe(
-    gw: Gateway, request: Request, target: Target, payload: BaseModel, call: Call
-) -> StoredReply | None:
+def _canonical(call: Call) -> bytes:
+    """The validated input as canonical JSON: serialised once, after validation (step 4)."""
+    assert call.request_body is not None, "the input was not validated"
+    return call.request_body
+
+
+async def dedupe(gw: Gateway, request: Request, target: Target, call: Call) -> StoredReply | None:
     """Claim the call's ``Idempotency-Key``, or return the reply stored under it.
 
     A key first used with another request is refused (``client.idempotency_key_reused``); a key
@@ -302,7 +306,7 @@ async def dedupe(
     claim = await gw.idempotency_store.begin(
         call.consumer.id,
         key,
-        fingerprint(target.service.name, spec.name, payload.model_dump_json().encode()),
+        fingerprint(target.service.name, spec.name, _canonical(call)),
         now=gw.clock.now().timestamp(),
         ttl=gw.settings.idempotency_ttl,
         lock_seconds=target.service.config.timeout + 5.0,
@@ -326,7 +330,7 @@ async def enqueue(gw: Gateway, target: Target, payload: BaseModel, call: Call) -
             consumer=call.consumer.id,
             service=target.service.name,
             operation=spec.name,
-            payload=payload.model_dump_json().encode(),
+            payload=_canonical(call),
             request_id=call.request_id,
             order_key=order_key,
             max_attempts=target.service.config.delivery.attempts,
@@ -533,7 +537,7 @@ async def handle_call(gw: Gateway, request: Request, service: str, operation: st
         payload = validate(body, target)  # 4
         call.request_body = payload.model_dump_json().encode()
         call.subjects |= subjects_of(payload)
-        stored = await dedupe(gw, request, target, payload, call)
+        stored = await dedupe(gw, request, target, call)
         if stored is not None:
             pass  # answered before: the stored reply is sent again, nothing is called
         elif target.service.mode_of(target.spec.name) == "async":

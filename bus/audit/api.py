@@ -44,8 +44,8 @@ from bus.audit import Exchange
 from bus.audit.auditors import DISABLED, UNKNOWN, Auditors, refused_auditor
 from bus.audit.chain import StoredRecord
 from bus.audit.keys import AuditKeys, KeyError_
-from bus.audit.record import record_ref
-from bus.audit.store import Auditor, AuditQuery, AuditStore, StatRow, instant
+from bus.audit.record import KINDS, OUTCOMES, record_ref
+from bus.audit.store import Auditor, AuditQuery, AuditStore, instant
 from bus.errors import (
     BadRequest,
     BusError,
@@ -71,8 +71,6 @@ WITHHELD = "withheld: this auditor has no right to read bodies"
 #: Longest text filter value, and longest record id looked up.
 MAX_TEXT = 200
 MAX_ID = 128
-KINDS = ("call", "delivery", "callback", "audit")
-OUTCOMES = ("ok", "error")
 
 # --- query parameters ------------------------------------------------------------------------
 
@@ -287,19 +285,11 @@ def _open_body(keys: AuditKeys, body: Any, record_id: str) -> Any:
     """The decrypted request and reply of a record (each parsed as JSON when it is JSON), or a
     text saying why they cannot be read."""
     try:
-        if not isinstance(body, dict):
-            raise KeyError_("the stored body is not an encrypted body")
-        opened = pydantic_core.from_json(keys.decrypt(body, record_id.encode()))
-        if not isinstance(opened, dict):
-            raise KeyError_("the decrypted body is not a request and reply")
-    except (KeyError_, ValueError, TypeError) as exc:
-        reason = str(exc) if isinstance(exc, KeyError_) else "the decrypted body is malformed"
-        log.warning("an exchange record's body cannot be read", record=record_id, reason=reason)
-        return f"unreadable: {reason}"
-    return {
-        "request": _maybe_json(opened.get("request")),
-        "reply": _maybe_json(opened.get("reply")),
-    }
+        request, reply = keys.open_bodies(body, record_id)
+    except KeyError_ as exc:
+        log.warning("an exchange record's body cannot be read", record=record_id, reason=str(exc))
+        return f"unreadable: {exc}"
+    return {"request": _maybe_json(request), "reply": _maybe_json(reply)}
 
 
 def _full(record: StoredRecord, auditor: Auditor, keys: AuditKeys) -> tuple[dict[str, Any], str]:
@@ -318,19 +308,6 @@ def _full(record: StoredRecord, auditor: Auditor, keys: AuditKeys) -> tuple[dict
         return data, "withheld"
     data["body"] = _open_body(keys, body, record.id)
     return data, "shown"
-
-
-def _stat_row(row: StatRow) -> dict[str, Any]:
-    return {
-        "service": row.service,
-        "operation": row.operation,
-        "calls": row.calls,
-        "errors": row.errors,
-        "error_rate": round(row.error_rate, 6),
-        "p50_ms": row.p50_ms,
-        "p95_ms": row.p95_ms,
-        "p99_ms": row.p99_ms,
-    }
 
 
 def _reply(request_id: str, data: Any, error: BusError | None) -> tuple[bytes, int]:
@@ -528,7 +505,7 @@ def audit_router(gw: Gateway) -> APIRouter:
 
         async def work(auditor: Auditor, audit: _Log, read: _Read) -> Any:
             rows = await audit.store.stats(params.query)
-            return {"items": [_stat_row(r) for r in rows]}
+            return {"items": [r.as_json() for r in rows]}
 
         return await serve(request, _Read("stats"), params, work)
 

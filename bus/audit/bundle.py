@@ -42,7 +42,6 @@ import zipfile
 import zlib
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -50,7 +49,7 @@ import pydantic_core
 
 from bus.audit.chain import ChainVerifier, Problem, SignedPoint, StoredRecord
 from bus.audit.keys import AuditKeys, key_fingerprint, verify_signature
-from bus.audit.record import FORMAT, GENESIS, canonical
+from bus.audit.record import FORMAT, GENESIS, canonical, utc_now
 from bus.audit.store import AuditStore, ExportEntry, Progress
 
 __all__ = [
@@ -82,10 +81,6 @@ _HEX = frozenset("0123456789abcdef")
 
 class BundleError(Exception):
     """A bundle that cannot be written, or a bundle or key that cannot be read at all."""
-
-
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 def _line(record: StoredRecord) -> bytes:
@@ -200,7 +195,7 @@ async def export_bundle(
         )
         raise BundleError(f"the exchange log does not verify ({reason}); nothing was exported")
 
-    created_at = _utc_now()
+    created_at = utc_now()
     out = _BundleFile(target)
     try:
         with out.records() as stream:

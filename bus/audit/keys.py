@@ -21,15 +21,18 @@ import hmac
 import json
 import os
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pydantic_core
 import structlog
 from cryptography.exceptions import InvalidSignature, InvalidTag
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+
+from bus.audit.record import canonical
 
 __all__ = ["AuditKeys", "KeyError_", "key_fingerprint", "verify_signature"]
 
@@ -94,6 +97,12 @@ class AuditKeys:
     index_key: bytes
     digest_key: bytes
     signing_key: Ed25519PrivateKey
+    #: One cipher per encryption key, made once (not per record).
+    _ciphers: dict[str, AESGCM] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        ciphers = {kid: AESGCM(key) for kid, key in self.encryption.items()}
+        object.__setattr__(self, "_ciphers", ciphers)  # frozen: set once, here
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -152,19 +161,41 @@ class AuditKeys:
     def encrypt(self, plaintext: bytes, aad: bytes) -> dict[str, str]:
         """AES-256-GCM under the current key; ``aad`` (the record id) binds it to its record."""
         nonce = secrets.token_bytes(12)
-        sealed = AESGCM(self.encryption[self.current_kid]).encrypt(nonce, plaintext, aad)
+        sealed = self._ciphers[self.current_kid].encrypt(nonce, plaintext, aad)
         return {"kid": self.current_kid, "nonce": _b64(nonce), "ct": _b64(sealed)}
 
     def decrypt(self, body: dict[str, str], aad: bytes) -> bytes:
-        key = self.encryption.get(body.get("kid", ""))
-        if key is None:
+        cipher = self._ciphers.get(body.get("kid", ""))
+        if cipher is None:
             raise KeyError_(f"no key {body.get('kid')!r} to decrypt this body (rotated out?)")
         try:
-            return AESGCM(key).decrypt(
+            return cipher.decrypt(
                 base64.b64decode(body["nonce"]), base64.b64decode(body["ct"]), aad
             )
         except (InvalidTag, KeyError, ValueError, binascii.Error) as exc:
             raise KeyError_("the body does not decrypt: altered, or another record's") from exc
+
+    def seal_bodies(
+        self, request: bytes | None, reply: bytes | None, record_id: str
+    ) -> dict[str, str]:
+        """A record's request and reply, encrypted together and bound to the record."""
+        plaintext = canonical({"request": _text(request), "reply": _text(reply)})
+        return self.encrypt(plaintext, record_id.encode())
+
+    def open_bodies(self, body: Any, record_id: str) -> tuple[str | None, str | None]:
+        """The request and reply :meth:`seal_bodies` sealed; KeyError_ saying why not."""
+        if not isinstance(body, dict):
+            raise KeyError_("the stored body is not an encrypted body")
+        try:
+            opened: Any = pydantic_core.from_json(self.decrypt(body, record_id.encode()))
+        except ValueError:
+            raise KeyError_("the decrypted body is malformed") from None
+        if not isinstance(opened, dict):
+            raise KeyError_("the decrypted body is not a request and reply")
+        request, reply = opened.get("request"), opened.get("reply")
+        if not all(part is None or isinstance(part, str) for part in (request, reply)):
+            raise KeyError_("the decrypted body is malformed")
+        return request, reply
 
     def blind(self, value: str) -> str:
         """The keyed blind index of a citizen id: finds its records without storing it."""
@@ -186,6 +217,10 @@ class AuditKeys:
 
     def sign(self, message: bytes) -> str:
         return _b64(self.signing_key.sign(message))
+
+
+def _text(body: bytes | None) -> str | None:
+    return None if body is None else body.decode("utf-8", "replace")
 
 
 def _digest_key(text: str) -> bytes:

@@ -24,7 +24,7 @@ import structlog
 
 from bus.audit import Exchange, exchange_fields
 from bus.audit.keys import AuditKeys
-from bus.audit.record import NewRecord, canonical
+from bus.audit.record import NewRecord
 from bus.audit.sqlite_store import SqliteAuditStore
 from bus.audit.store import AuditStore
 from bus.errors import InternalError
@@ -53,10 +53,6 @@ def open_audit(settings: Settings) -> tuple[SqliteAuditStore, AuditKeys]:
 
 def _utc(moment: datetime | None) -> str | None:
     return None if moment is None else moment.astimezone(UTC).isoformat()
-
-
-def _text(body: bytes | None) -> str | None:
-    return None if body is None else body.decode("utf-8", "replace")
 
 
 class AuditLog:
@@ -108,10 +104,7 @@ class AuditLog:
         keys = self.keys
         body = None
         if exchange.capture == "full" and (exchange.request_body or exchange.reply_body):
-            plaintext = canonical(
-                {"request": _text(exchange.request_body), "reply": _text(exchange.reply_body)}
-            )
-            body = keys.encrypt(plaintext, record_id.encode())
+            body = keys.seal_bodies(exchange.request_body, exchange.reply_body, record_id)
         started, ended = exchange.upstream_started_at, exchange.upstream_ended_at
         upstream_ms = None
         if started is not None and ended is not None:

@@ -22,18 +22,23 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from datetime import UTC, datetime
+from typing import Any, Literal, get_args
 
 __all__ = [
     "COLUMNS",
     "FORMAT",
     "GENESIS",
+    "KINDS",
+    "OUTCOMES",
     "Kind",
     "NewRecord",
+    "Outcome",
     "canonical",
     "chain_hash",
     "finalise",
     "record_ref",
+    "utc_now",
 ]
 
 #: The version of the record format, stored in every record as ``v``.
@@ -41,6 +46,14 @@ FORMAT = 1
 GENESIS = "0" * 64
 
 Kind = Literal["call", "delivery", "callback", "audit"]
+Outcome = Literal["ok", "error"]
+KINDS: tuple[str, ...] = get_args(Kind)
+OUTCOMES: tuple[str, ...] = get_args(Outcome)
+
+
+def utc_now() -> str:
+    """Now, as the log writes times (UTC ISO 8601 with microseconds)."""
+    return datetime.now(UTC).isoformat(timespec="microseconds")
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +73,7 @@ class NewRecord:
     end_user: str | None
     service: str | None
     operation: str | None
-    outcome: Literal["ok", "error"]
+    outcome: Outcome
     error_code: str | None
     http_status: int
     attempts: int

@@ -29,12 +29,11 @@ import json
 import math
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
 from bus.audit.chain import ChainVerifier, SignedPoint, StoredRecord, VerifyReport
-from bus.audit.record import COLUMNS, GENESIS, NewRecord, chain_hash, finalise
+from bus.audit.record import COLUMNS, GENESIS, NewRecord, chain_hash, finalise, utc_now
 from bus.audit.store import (
     Auditor,
     AuditQuery,
@@ -151,10 +150,6 @@ _STATS = "SELECT service, operation, outcome = 'error', duration_ms FROM audit_r
 _ID_AT = 4 + list(COLUMNS).index("id")
 
 
-def _utc_now() -> str:
-    return datetime.now(UTC).isoformat(timespec="microseconds")
-
-
 def _record(row: Sequence[Any]) -> StoredRecord:
     columns = dict(zip(COLUMNS, row[4:], strict=True))
     return StoredRecord(row[0], row[_ID_AT], row[1], row[2], row[3], columns)
@@ -267,7 +262,7 @@ class SqliteAuditStore(SqliteFile):
         super().__init__(path, _SCHEMA, synchronous="FULL")
         self._signer = signer
         self._checkpoint_every = checkpoint_every
-        self._now = now or _utc_now
+        self._now = now or utc_now
 
     # -- helpers -------------------------------------------------------------------------------
 

@@ -122,6 +122,18 @@ class StatRow:
     def error_rate(self) -> float:
         return self.errors / self.calls if self.calls else 0.0
 
+    def as_json(self) -> dict[str, object]:
+        return {
+            "service": self.service,
+            "operation": self.operation,
+            "calls": self.calls,
+            "errors": self.errors,
+            "error_rate": round(self.error_rate, 6),
+            "p50_ms": self.p50_ms,
+            "p95_ms": self.p95_ms,
+            "p99_ms": self.p99_ms,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class Auditor:
