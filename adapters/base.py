@@ -26,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, ClassVar, Literal, Protocol, TypeVar
 
 import httpx
 import structlog
@@ -50,13 +50,18 @@ from bus.upstream_auth import TokenProvider
 
 __all__ = [
     "Adapter",
+    "AdapterState",
     "BadRequest",
+    "CallbackReply",
+    "CallbackSpec",
     "BusError",
     "Clock",
     "Consumer",
     "Context",
     "Credentials",
+    "Event",
     "FieldError",
+    "Inbound",
     "NoOptions",
     "OperationSpec",
     "Resources",
@@ -68,6 +73,7 @@ __all__ = [
     "UpstreamRejected",
     "UpstreamTimeout",
     "UpstreamUnavailable",
+    "callback",
     "operation",
     "raise_for_upstream_status",
     "translate_http_error",
@@ -89,6 +95,15 @@ class Upstream:
         object.__setattr__(self, "http_timeout", timeout)
 
 
+class AdapterState(Protocol):
+    """A small durable key-value store the bus lends each service (its own namespace), for
+    what an adapter must remember between an operation and a later callback: which consumer
+    created a payment, say. Values are short JSON texts; never put personal data in keys."""
+
+    async def get(self, key: str) -> str | None: ...
+    async def put(self, key: str, value: str) -> None: ...
+
+
 @dataclass(frozen=True, slots=True)
 class Resources:
     """What the bus lends an adapter for its whole life (given to :meth:`Adapter.start`)."""
@@ -102,6 +117,8 @@ class Resources:
     #: Keyed digest (HMAC-SHA256, hex) of raw upstream bytes for the exchange record. Keyed,
     #: because a plain hash of a request whose only unknown is a personal id can be reversed.
     digest: Callable[[bytes], str]
+    #: The service's durable key-value store (see :class:`AdapterState`).
+    state: AdapterState
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +167,10 @@ class Context:
     def log(self) -> structlog.typing.FilteringBoundLogger:
         return self.resources.log
 
+    @property
+    def state(self) -> AdapterState:
+        return self.resources.state
+
 
 @dataclass(frozen=True, slots=True)
 class OperationSpec:
@@ -174,6 +195,98 @@ class OperationSpec:
             adapter, self.attribute
         )
         return handler
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """A message a platform sent to the bus at ``POST /v1/callbacks/{service}``, as received."""
+
+    body: bytes
+    #: Header names in lower case.
+    headers: Mapping[str, str]
+    #: The peer's address, when known.
+    client: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A canonical event for one consumer, delivered to the webhook it registered, through the
+    store-and-forward queue.
+
+    ``key`` names the fact (a payment reference): one service's event of one ``type`` and
+    ``key`` is queued once, however often the platform repeats the message that carries it.
+    """
+
+    type: str
+    consumer: str
+    key: str
+    data: BaseModel
+    #: Events sharing an order key reach the consumer in the order they were queued.
+    order_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackReply:
+    """The adapter's verdict on an inbound message: what to answer the platform, in the
+    platform's own terms, and which events the bus must deliver."""
+
+    body: Mapping[str, Any]
+    status: int = 200
+    events: tuple[Event, ...] = ()
+    #: Why the message was refused (a wrong checksum, an unknown reference): recorded as the
+    #: exchange's error while ``body`` answers the platform.
+    refused: BusError | None = None
+    #: A reference without personal data for the exchange record (a payment reference).
+    reference: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class CallbackSpec:
+    """An adapter's inbound handler and the events it may emit (type -> payload model)."""
+
+    attribute: str
+    description: str
+    events: Mapping[str, type[BaseModel]]
+
+    def bind(self, adapter: Adapter) -> Callable[[Inbound, Context], Awaitable[CallbackReply]]:
+        handler: Callable[[Inbound, Context], Awaitable[CallbackReply]] = getattr(
+            adapter, self.attribute
+        )
+        return handler
+
+
+_CALLBACK_ATTRIBUTE = "__lgsp_callback__"
+
+
+def callback(
+    *, events: Mapping[str, type[BaseModel]], description: str | None = None
+) -> Callable[
+    [Callable[[AdapterT, Inbound, Context], Awaitable[CallbackReply]]],
+    Callable[[AdapterT, Inbound, Context], Awaitable[CallbackReply]],
+]:
+    """Declare an adapter method as the service's inbound handler, reached by the platform at
+    ``POST /v1/callbacks/{service}``.
+
+    The method verifies the message (checksum, shared key) itself, since only the adapter
+    knows the platform's scheme, and returns a :class:`CallbackReply`. The bus records the
+    exchange (``kind="callback"``), queues the reply's events durably (each one once, see
+    :class:`Event`) before answering, and answers 503 when it cannot, so that the platform
+    sends the message again. ``events`` lists the event types and their payload models.
+    """
+
+    def mark(
+        fn: Callable[[AdapterT, Inbound, Context], Awaitable[CallbackReply]],
+    ) -> Callable[[AdapterT, Inbound, Context], Awaitable[CallbackReply]]:
+        doc = (fn.__doc__ or "").strip().splitlines()
+        spec = CallbackSpec(
+            attribute=fn.__name__,
+            description=description if description is not None else (doc[0] if doc else ""),
+            events=dict(events),
+        )
+        setattr(fn, _CALLBACK_ATTRIBUTE, spec)
+        return fn
+
+    return mark
 
 
 class NoOptions(BaseModel):
@@ -253,6 +366,8 @@ class Adapter:
     #: Whether a service using this adapter must declare an ``upstream:`` in bus.yaml.
     requires_upstream: ClassVar[bool] = True
     operations: ClassVar[Mapping[str, OperationSpec]] = {}
+    #: The inbound handler declared with :func:`callback`, if the platform calls the bus.
+    inbound: ClassVar[CallbackSpec | None] = None
 
     def __init__(self, options: BaseModel) -> None:
         self.options = options
@@ -273,6 +388,24 @@ class Adapter:
                     )
                 found[spec.name] = spec
         cls.operations = found
+        inbound: dict[str, CallbackSpec] = {}
+        for klass in reversed(cls.__mro__):
+            for attr in vars(klass).values():
+                handler = getattr(attr, _CALLBACK_ATTRIBUTE, None)
+                if isinstance(handler, CallbackSpec):
+                    inbound[handler.attribute] = handler
+        if len(inbound) > 1:
+            raise TypeError(
+                f"{cls.__qualname__}: one callback handler per adapter, found "
+                f"{', '.join(sorted(inbound))}"
+            )
+        cls.inbound = next(iter(inbound.values()), None)
+        clash = set(cls.inbound.events) & set(found) if cls.inbound is not None else set()
+        if clash:
+            raise TypeError(
+                f"{cls.__qualname__}: {', '.join(sorted(clash))} is both an operation and an "
+                "event type"
+            )
 
     async def start(self, resources: Resources) -> None:
         """Called once when the gateway starts: load WSDLs, warm caches. Default: nothing."""

@@ -26,6 +26,7 @@ token are never logged. The JSON views of consumers and keys are the CLI's ``--j
 from __future__ import annotations
 
 import hmac
+import time
 from collections.abc import Callable, Coroutine, Mapping
 from typing import Annotated, Any
 
@@ -51,6 +52,7 @@ from bus.security.consumers import (
     parse_right,
 )
 from bus.security.store import Limits, StoreError
+from bus.webhooks import WebhookStore, register, webhook_view
 from schemas.base import CanonicalModel
 from schemas.envelope import Envelope
 
@@ -207,9 +209,20 @@ def _route_class(token: _AdminToken) -> type[APIRoute]:
     return AdminRoute
 
 
-def admin_router(consumers: Callable[[], Consumers], admin_token: SecretStr | None) -> APIRouter:
-    """The admin routes, prefix-free; ``consumers`` is called on each request (the store may
-    only exist once the app has started)."""
+class WebhookBody(CanonicalModel):
+    url: str = Field(description="Where the consumer's events are POSTed (http or https).")
+    rotate_secret: bool = Field(
+        default=False, description="Make a new signing secret (the old one stops at once)."
+    )
+
+
+def admin_router(
+    consumers: Callable[[], Consumers],
+    admin_token: SecretStr | None,
+    webhooks: Callable[[], WebhookStore],
+) -> APIRouter:
+    """The admin routes, prefix-free; ``consumers`` and ``webhooks`` are called on each
+    request (the stores may only exist once the app has started)."""
     router = APIRouter(route_class=_route_class(_AdminToken(admin_token)), tags=["admin"])
     documented: dict[int | str, dict[str, Any]] = {
         code: {"model": Envelope, "description": description}
@@ -319,6 +332,44 @@ def admin_router(consumers: Callable[[], Consumers], admin_token: SecretStr | No
     async def list_keys(request: Request, consumer_id: str) -> Response:
         c = await existing(consumer_id)
         return _reply(request, [key_view(k) for k in await c.keys(consumer_id)])
+
+    @router.put(
+        "/consumers/{consumer_id}/webhook",
+        summary="Set where the consumer receives its events; the reply shows the signing secret",
+        responses=documented,
+    )
+    async def set_webhook(request: Request, consumer_id: str, body: WebhookBody) -> Response:
+        await existing(consumer_id)
+        try:
+            hook = await register(
+                webhooks(), consumer_id, body.url, time.time(), rotate=body.rotate_secret
+            )
+        except ValueError as exc:
+            raise BadRequest(str(exc), field_errors=[FieldError("url", str(exc))]) from None
+        log.info("admin: webhook set", consumer=consumer_id, rotated=body.rotate_secret)
+        return _reply(request, webhook_view(hook, with_secret=True))
+
+    @router.get(
+        "/consumers/{consumer_id}/webhook", summary="The consumer's webhook", responses=documented
+    )
+    async def show_webhook(request: Request, consumer_id: str) -> Response:
+        await existing(consumer_id)
+        hook = await webhooks().get(consumer_id)
+        if hook is None:
+            raise NotFound(f"consumer {consumer_id!r} has no webhook")
+        return _reply(request, webhook_view(hook, with_secret=False))
+
+    @router.delete(
+        "/consumers/{consumer_id}/webhook",
+        summary="Remove the consumer's webhook (its events wait in the dead-letter list)",
+        responses=documented,
+    )
+    async def remove_webhook(request: Request, consumer_id: str) -> Response:
+        await existing(consumer_id)
+        if not await webhooks().remove(consumer_id):
+            raise NotFound(f"consumer {consumer_id!r} has no webhook")
+        log.info("admin: webhook removed", consumer=consumer_id)
+        return _reply(request, {"consumer_id": consumer_id, "removed": True})
 
     @router.delete("/keys/{key_id}", summary="Revoke an API key", responses=documented)
     async def revoke_key(request: Request, key_id: str) -> Response:

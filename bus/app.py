@@ -26,6 +26,7 @@ from adapters.base import Clock
 from bus.admin import admin_router
 from bus.audit import ExchangeRecorder
 from bus.audit.api import audit_router
+from bus.callbacks import handle_callback
 from bus.config import load_config
 from bus.delivery.views import view_of
 from bus.delivery.worker import DeliveryWorker
@@ -176,6 +177,15 @@ def create_app(
         "/v1/services/{service}/{operation}", call, methods=["POST"], include_in_schema=False
     )
 
+    async def inbound(request: Request) -> Response:
+        return await handle_callback(gw, request, request.path_params["service"])
+
+    # A national platform's callback (a PayGov payment confirmation): checked by the adapter,
+    # not by the bus's consumer credentials. Documented in the README per platform.
+    app.router.add_route(
+        "/v1/callbacks/{service}", inbound, methods=["POST"], include_in_schema=False
+    )
+
     bad_request: dict[int | str, dict[str, Any]] = {
         400: {"model": Envelope, "description": "client.bad_request envelope"}
     }
@@ -310,7 +320,7 @@ def create_app(
     if store is not None:
         consumers = Consumers(store)
         app.include_router(
-            admin_router(lambda: consumers, settings.admin_token),
+            admin_router(lambda: consumers, settings.admin_token, lambda: gw.webhook_store),
             prefix="/v1/admin",
             tags=["admin"],
         )

@@ -32,7 +32,9 @@ from bus.registry import AdapterEntry, AdapterRegistry
 from bus.resilience import CallPolicy
 from bus.security import Security
 from bus.settings import Settings
+from bus.state import SqliteStateStore, StateStore, scoped
 from bus.transport import BusAiohttpTransport
+from bus.webhooks import SqliteWebhookStore, WebhookStore
 
 __all__ = ["Gateway", "ServiceRuntime", "build_gateway", "make_http_client"]
 
@@ -93,6 +95,8 @@ class Gateway:
     #: The embedded stores, opened by :meth:`start` on ``settings.store_path`` unless given.
     idempotency: IdempotencyStore | None = None
     deliveries: DeliveryStore | None = None
+    state: StateStore | None = None
+    webhooks: WebhookStore | None = None
     #: Set when a message is queued, so an in-process delivery worker wakes at once.
     deliveries_waiting: asyncio.Event = field(default_factory=asyncio.Event)
 
@@ -123,6 +127,11 @@ class Gateway:
         assert self.deliveries is not None, "the gateway was not started"
         return self.deliveries
 
+    @property
+    def webhook_store(self) -> WebhookStore:
+        assert self.webhooks is not None, "the gateway was not started"
+        return self.webhooks
+
     async def start(self) -> None:
         """Open the stores and the shared HTTP client, and start every adapter (WSDLs are
         loaded here, once)."""
@@ -135,6 +144,10 @@ class Gateway:
             self.idempotency = SqliteIdempotencyStore(self.settings.store_path)
         if self.deliveries is None:
             self.deliveries = SqliteDeliveryStore(self.settings.store_path)
+        if self.state is None:
+            self.state = SqliteStateStore(self.settings.store_path)
+        if self.webhooks is None:
+            self.webhooks = SqliteWebhookStore(self.settings.store_path)
         self.http = make_http_client(self.settings, self.transport)
         for svc in self.services.values():
             svc.resources = Resources(
@@ -145,6 +158,7 @@ class Gateway:
                 clock=self.clock,
                 log=get_logger(service=svc.name, adapter=svc.entry.name),
                 digest=self.digest,
+                state=scoped(self.state, svc.name, self.clock),
             )
             await svc.adapter.start(svc.resources)
 
@@ -154,10 +168,10 @@ class Gateway:
         if self.http is not None:
             await self.http.aclose()
             self.http = None
-        for store in (self.idempotency, self.deliveries):
+        for store in (self.idempotency, self.deliveries, self.state, self.webhooks):
             if store is not None:
                 await store.close()
-        self.idempotency = self.deliveries = None
+        self.idempotency = self.deliveries = self.state = self.webhooks = None
         if self.audit is not None:  # last: every exchange above is recorded by now
             await self.audit.close()
             self.audit = self.recorder = None

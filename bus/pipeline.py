@@ -70,6 +70,7 @@ __all__ = [
     "identify",
     "limit",
     "normalise",
+    "read_any_body",
     "read_body",
     "record",
     "resolve",
@@ -113,6 +114,8 @@ class Call:
     upstream: str | None = None
     upstream_started_at: datetime | None = None
     upstream_ended_at: datetime | None = None
+    #: Details without personal data (a callback's reference and the events it queued).
+    detail: dict[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,12 @@ async def read_body(request: Request, max_bytes: int) -> bytes:
     is declared as anything but JSON."""
     if not _is_json(request.headers.get("content-type")):
         raise UnsupportedMediaType("send the body as JSON with Content-Type: application/json")
+    return await read_any_body(request, max_bytes)
+
+
+async def read_any_body(request: Request, max_bytes: int) -> bytes:
+    """The request body whatever its media type, refused as soon as it is known to exceed
+    ``max_bytes``."""
     declared = request.headers.get("content-length")
     if (
         declared is not None
@@ -467,7 +476,7 @@ async def record(
             operation=call.operation,
             received_at=call.received_at,
             duration_ms=round((gw.clock.monotonic() - call.started) * 1000, 3),
-            outcome="ok" if status < 400 else "error",
+            outcome="ok" if status < 400 and error is None else "error",
             http_status=status,
             error_code=error_code,
             attempts=call.outcome.attempts,
@@ -487,6 +496,7 @@ async def record(
             reply_body=reply,
             subjects=tuple(call.subjects),
             capture=call.capture,
+            detail=call.detail,
         )
     )
 

@@ -19,6 +19,7 @@ from bus.middleware import RequestIdMiddleware
 from bus.security.consumers import Consumers
 from bus.security.credentials import verify_api_secret, verify_client_secret
 from bus.security.store import SqliteConsumerStore
+from bus.webhooks import SqliteWebhookStore
 
 pytestmark = pytest.mark.anyio
 
@@ -39,6 +40,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None]] = [
     ("POST", "/consumers/one-stop/keys", None),
     ("GET", "/consumers/one-stop/keys", None),
     ("DELETE", "/keys/000000000000", None),
+    ("PUT", "/consumers/one-stop/webhook", {"url": "http://127.0.0.1:9/hook"}),
+    ("GET", "/consumers/one-stop/webhook", None),
+    ("DELETE", "/consumers/one-stop/webhook", None),
 ]
 
 
@@ -46,7 +50,10 @@ def admin_app(consumers: Consumers, token: str | None) -> FastAPI:
     """The admin router mounted the way the gateway mounts it, behind the request id."""
     app = FastAPI()
     token_value = None if token is None else SecretStr(token)
-    app.include_router(admin_router(lambda: consumers, token_value), prefix="/v1/admin")
+    webhooks = SqliteWebhookStore(":memory:")
+    app.include_router(
+        admin_router(lambda: consumers, token_value, lambda: webhooks), prefix="/v1/admin"
+    )
     app.add_middleware(RequestIdMiddleware)
     return app
 

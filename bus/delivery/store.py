@@ -117,6 +117,9 @@ class NewDelivery:
     #: delivery attempt carries them upstream and into its exchange record.
     end_user: str | None = None
     agency: str | None = None
+    #: A delivery id chosen by the caller, e.g. derived from an inbound event's identity: a
+    #: second enqueue with the same id queues nothing and returns the delivery already there.
+    id: str | None = None
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -425,7 +428,7 @@ class SqliteDeliveryStore(SqliteFile):
     async def enqueue(self, new: NewDelivery, now: float) -> Delivery:
         def insert(db: sqlite3.Connection) -> Delivery:
             for _ in range(3):  # 96 random bits: a clash is practically impossible
-                delivery_id = _new_id()
+                delivery_id = new.id or _new_id()
                 try:
                     cursor = db.execute(
                         "INSERT INTO deliveries (id, consumer, service, operation, payload, "
@@ -449,7 +452,12 @@ class SqliteDeliveryStore(SqliteFile):
                         ),
                     )
                 except sqlite3.IntegrityError:
-                    continue
+                    if new.id is None:
+                        continue
+                    existing = self._read(db, new.id)  # queued before: nothing is added
+                    if existing is None:
+                        raise
+                    return existing
                 assert cursor.lastrowid is not None
                 return Delivery(
                     id=delivery_id,

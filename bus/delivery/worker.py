@@ -24,6 +24,7 @@ import socket
 import structlog
 from pydantic import ValidationError
 
+from bus.callbacks import is_event, send_event
 from bus.config import DeliveryPolicyConfig
 from bus.delivery.store import Delivery
 from bus.errors import BadRequest, BusError, InternalError, UpstreamTimeout, UpstreamUnavailable
@@ -159,18 +160,12 @@ class DeliveryWorker:
             await store.release(d.id, owner, now, next_attempt_at=now + 5.0)
             return
         try:
-            target = resolve(gw, d.service, d.operation)
-            call.capture = target.service.config.audit
-            try:
-                payload = target.spec.input_model.model_validate_json(d.payload)
-            except ValidationError as exc:
-                raise BadRequest(
-                    "the queued message no longer matches the operation's input model"
-                ) from exc
-            call.subjects |= subjects_of(payload)
-            output = normalise(target, await dispatch(gw, target, payload, call))
-            call.subjects |= subjects_of(output)
-            result = output.model_dump_json().encode()
+            svc = gw.services.get(d.service)
+            if svc is not None and is_event(svc, d.operation):  # an event for a webhook
+                call.capture = svc.config.audit
+                result = await send_event(gw, svc, d, call)
+            else:
+                result = await self._to_upstream(d, call)
         except UpstreamUnavailable as exc:
             if call.outcome.attempts == 0:  # an open circuit or a full bulkhead: not an attempt
                 now = gw.clock.now().timestamp()
@@ -216,6 +211,21 @@ class DeliveryWorker:
                 )
         if not kept:
             log.warning("delivery lease was lost; its outcome was not kept", delivery_id=d.id)
+
+    async def _to_upstream(self, d: Delivery, call: Call) -> bytes:
+        """One attempt of a queued operation through the dispatch stage; its canonical reply."""
+        target = resolve(self.gw, d.service, d.operation)
+        call.capture = target.service.config.audit
+        try:
+            payload = target.spec.input_model.model_validate_json(d.payload)
+        except ValidationError as exc:
+            raise BadRequest(
+                "the queued message no longer matches the operation's input model"
+            ) from exc
+        call.subjects |= subjects_of(payload)
+        output = normalise(target, await dispatch(self.gw, target, payload, call))
+        call.subjects |= subjects_of(output)
+        return output.model_dump_json().encode()
 
     async def stop(self, grace: float | None = None) -> None:
         """Stop claiming; let deliveries in flight finish within ``grace`` seconds; give the
