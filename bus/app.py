@@ -376,8 +376,13 @@ async def _housekeeping(gw: Gateway, every: float = 3600.0) -> None:
 
 
 def has_async_operations(gw: Gateway) -> bool:
-    """Whether any configured operation is store-and-forward (then a worker must run)."""
-    return any(svc.mode_of(op) == "async" for svc in gw.services.values() for op in svc.operations)
+    """Whether anything is store-and-forward (then a worker must run): an async operation, or
+    an adapter whose callbacks queue events for consumers' webhooks."""
+    return any(
+        svc.entry.adapter.inbound is not None or svc.mode_of(op) == "async"
+        for svc in gw.services.values()
+        for op in svc.operations
+    )
 
 
 def _cached_openapi(app: FastAPI, gw: Gateway) -> dict[str, Any]:

@@ -278,8 +278,15 @@ def error_envelope(
                 for f in exc.field_errors
             ],
             retryable=exc.retryable,
+            upstream_code=_upstream_code(exc),
         ),
     )
+
+
+def _upstream_code(exc: BusError) -> str | None:
+    """The platform's error code an adapter put in ``detail["error_code"]``, if any."""
+    code = exc.detail.get("error_code") if isinstance(exc.detail, dict) else None
+    return code[:50] if isinstance(code, str) and code else None
 
 
 def _check_catalogue() -> None:

@@ -41,6 +41,11 @@ class ErrorBody(BaseModel):
         default_factory=list, description="One entry per refused field; empty otherwise."
     )
     retryable: bool = Field(description="Whether the same request may succeed if sent again later.")
+    upstream_code: str | None = Field(
+        default=None,
+        description="The national platform's own error code when it gave one (PayGov's "
+        "error_code, the portal's error_code, a SOAP fault's MaLoi), to tell its refusals apart.",
+    )
 
 
 class Envelope(BaseModel):

@@ -19,7 +19,7 @@ from tests.support import SECRET_IN_CRASH, FaultyAdapter, running
 pytestmark = pytest.mark.anyio
 
 ENVELOPE_KEYS = {"request_id", "service", "operation", "status", "data", "error"}
-ERROR_KEYS = {"code", "message", "field_errors", "retryable"}
+ERROR_KEYS = {"code", "message", "field_errors", "retryable", "upstream_code"}
 
 #: The contract callers program against: changing a line here is a breaking change.
 EXPECTED = {
