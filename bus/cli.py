@@ -168,17 +168,51 @@ def config_check(
     )
 
 
+@app.command()
+def demo(
+    keep: Annotated[
+        Path | None,
+        typer.Option(
+            "--keep",
+            help="Keep the demo's bus.yaml, stores and exchange log in this directory "
+            "(default: a temporary directory, removed at the end)",
+        ),
+    ] = None,
+) -> None:
+    """Play a land-change registration through the bus and every national platform mock, then
+    verify the exchange log of the whole story. Needs nothing installed or running."""
+    import asyncio
+
+    from bus.demo import run_demo
+
+    def line(text: str) -> None:
+        typer.echo(text)
+
+    raise typer.Exit(asyncio.run(run_demo(line, keep)))
+
+
 @mocks_app.command("serve")
 def mocks_serve(
     host: Annotated[str, typer.Option(help="Listen address")] = "127.0.0.1",
     port: Annotated[
-        int, typer.Option(help="NGSP's port; the population mock takes the next")
+        int, typer.Option(help="NGSP's port; the other mocks take the next five")
     ] = 9100,
+    bus: Annotated[
+        str,
+        typer.Option(help="The bus PayGov confirmations and tax notices are sent to"),
+    ] = "http://127.0.0.1:8000",
 ) -> None:
-    """Run NGSP and the population database mock, each on its own port, until Ctrl-C."""
+    """Run the national platform mocks (NGSP, population, PayGov, DVCQG, edoc, tax), each on
+    its own port, until Ctrl-C."""
+    from mocks.paygov import DEMO_PARTNER, PaygovSettings
     from mocks.stack import DEMO_CONSUMER_KEY, DEMO_CONSUMER_SECRET, MockStack
+    from mocks.tax import TaxSettings
 
-    stack = MockStack(host=host, base_port=port).start()
+    bus = bus.rstrip("/")
+    paygov = PaygovSettings()
+    paygov.partners[DEMO_PARTNER].callback_url = f"{bus}/v1/callbacks/paygov"
+    tax = TaxSettings(notice_url=f"{bus}/v1/callbacks/tax")
+    stack = MockStack(host=host, base_port=port, paygov=paygov, tax=tax).start()
     for name, url in stack.urls.items():
         out.print(f"{name:<11} {url}", highlight=False)
     out.print(

@@ -13,14 +13,21 @@ asks for a token per call. :class:`TokenProvider` does exactly that:
 Token endpoint failures are translated into the error catalogue: refused credentials are
 ``upstream.rejected`` (an operator must fix the bus's configuration), throttling and outages
 are ``upstream.unavailable`` with ``Retry-After`` kept.
+
+The caching, single flight and ``Retry-After`` logic is :class:`CachedCredential`, whose
+subclasses only say how one credential is fetched (``_fetch``): :class:`TokenProvider` asks an
+OAuth2 token endpoint; an adapter whose platform hands out login sessions instead (the National
+Public Service Portal) subclasses it with its own login.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import ClassVar
 
 import httpx
 import structlog
@@ -29,7 +36,7 @@ from bus.clock import Clock
 from bus.errors import BusError, UpstreamBadResponse, UpstreamRejected, UpstreamUnavailable
 from bus.upstream import raise_for_upstream_status, translate_http_error
 
-__all__ = ["MAX_LIFETIME", "AccessToken", "TokenProvider"]
+__all__ = ["MAX_LIFETIME", "AccessToken", "CachedCredential", "TokenProvider"]
 
 #: A token is never kept longer than this, whatever ``expires_in`` says (seconds).
 MAX_LIFETIME = 86_400.0
@@ -52,36 +59,30 @@ def _consume_outcome(future: asyncio.Future[AccessToken]) -> None:
         future.exception()
 
 
-class TokenProvider:
-    """A cached, shared, single-flight client-credentials token for one platform."""
+class CachedCredential(ABC):
+    """A cached, shared, single-flight credential (a token, a session) for one platform.
 
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        token_url: str,
-        client_id: str,
-        client_secret: str,
-        clock: Clock,
-        *,
-        refresh_margin: float = 60.0,
-        timeout: float = 10.0,
-    ) -> None:
-        self._http = http
-        self._url = token_url
-        self._auth = httpx.BasicAuth(client_id, client_secret)
+    Subclasses implement :meth:`_fetch`, which asks the platform for a new credential and
+    returns it with its expiry (:meth:`_expiring` computes one from a lifetime), or raises a
+    :class:`BusError`; one carrying ``retry_after`` keeps every caller away until then.
+    """
+
+    #: What the credential is called in error messages ("a token", "a session").
+    noun: ClassVar[str] = "a credential"
+
+    def __init__(self, clock: Clock, *, refresh_margin: float = 60.0) -> None:
         self._clock = clock
         self._margin = refresh_margin
-        self._timeout = timeout
         self._token: AccessToken | None = None
         self._refresh: asyncio.Future[AccessToken] | None = None
         self._blocked: tuple[float, BusError] | None = None
-        self.requests = 0  # tokens asked for since start, for tests and metrics
+        self.requests = 0  # credentials asked for since start, for tests and metrics
 
     def _valid(self, token: AccessToken) -> bool:
         return self._clock.monotonic() < token.expires_at
 
     async def token(self) -> str:
-        """A token valid for at least the refresh margin, fetching one if needed.
+        """A credential valid for at least the refresh margin, fetching one if needed.
 
         Single flight: concurrent callers share one refresh task and all get its result or its
         error; a caller giving up (its deadline) does not cancel the refresh for the others.
@@ -93,7 +94,7 @@ class TokenProvider:
         now = self._clock.monotonic()
         if self._blocked is not None and now < self._blocked[0]:
             raise UpstreamUnavailable(
-                "the national platform asked the bus to wait before asking for a token again",
+                f"the national platform asked the bus to wait before asking for {self.noun} again",
                 retry_after=self._blocked[0] - now,
             )
         leader = self._refresh is None
@@ -114,6 +115,7 @@ class TokenProvider:
         return token.value
 
     async def _refresh_once(self) -> AccessToken:
+        self.requests += 1
         try:
             self._token = await self._fetch()
             self._blocked = None
@@ -126,9 +128,44 @@ class TokenProvider:
             self._refresh = None
 
     def invalidate(self, value: str) -> None:
-        """Forget ``value`` if it is still the cached token (a 401 showed it is no good)."""
+        """Forget ``value`` if it is still the cached credential (the platform refused it)."""
         if self._token is not None and self._token.value == value:
             self._token = None
+
+    def _expiring(self, value: str, started: float, lifetime: float) -> AccessToken:
+        """``value`` asked for at ``started`` and living ``lifetime`` seconds (a day at most),
+        to be renewed the refresh margin ahead of expiry, or at half its life if that is
+        shorter."""
+        lifetime = min(lifetime, MAX_LIFETIME)
+        margin = min(self._margin, lifetime / 2)
+        return AccessToken(value, started + lifetime - margin)
+
+    @abstractmethod
+    async def _fetch(self) -> AccessToken:
+        """Ask the platform for a new credential; raise a :class:`BusError` on failure."""
+
+
+class TokenProvider(CachedCredential):
+    """A cached, shared, single-flight client-credentials token for one platform."""
+
+    noun = "a token"
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        token_url: str,
+        client_id: str,
+        client_secret: str,
+        clock: Clock,
+        *,
+        refresh_margin: float = 60.0,
+        timeout: float = 10.0,
+    ) -> None:
+        super().__init__(clock, refresh_margin=refresh_margin)
+        self._http = http
+        self._url = token_url
+        self._auth = httpx.BasicAuth(client_id, client_secret)
+        self._timeout = timeout
 
     async def call(self, send: Callable[[str], Awaitable[httpx.Response]]) -> httpx.Response:
         """``send(token)``, and once more with a fresh token if the upstream answers 401."""
@@ -141,7 +178,6 @@ class TokenProvider:
         return await send(await self.token())
 
     async def _fetch(self) -> AccessToken:
-        self.requests += 1
         started = self._clock.monotonic()
         try:
             response = await self._http.post(
@@ -167,7 +203,4 @@ class TokenProvider:
             value, lifetime = None, 0.0
         if not isinstance(value, str) or not value or not math.isfinite(lifetime) or lifetime <= 0:
             raise UpstreamBadResponse("the token endpoint answered without a usable token")
-        lifetime = min(lifetime, MAX_LIFETIME)
-        # Refresh ahead of expiry; for short-lived tokens, at half their life.
-        margin = min(self._margin, lifetime / 2)
-        return AccessToken(value, started + lifetime - margin)
+        return self._expiring(value, started, lifetime)

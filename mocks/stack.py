@@ -45,10 +45,18 @@ import uvicorn
 from fastapi import FastAPI
 from pydantic import BaseModel, ValidationError
 
+from mocks.dvcqg import DvcqgSettings
+from mocks.dvcqg import create_app as create_dvcqg
+from mocks.edoc import EdocSettings
+from mocks.edoc import create_app as create_edoc
 from mocks.ngsp import NgspSettings
 from mocks.ngsp import create_app as create_ngsp
+from mocks.paygov import PaygovSettings
+from mocks.paygov import create_app as create_paygov
 from mocks.population import PopulationSettings
 from mocks.population import create_app as create_population
+from mocks.tax import TaxSettings
+from mocks.tax import create_app as create_tax
 
 __all__ = ["DEMO_CONSUMER_KEY", "DEMO_CONSUMER_SECRET", "ENV_SETTINGS", "MockStack"]
 
@@ -65,7 +73,14 @@ ENV_SETTINGS: dict[str, dict[str, str]] = {
         "LGSP_MOCK_NGSP_THROTTLE_PER_MINUTE": "throttle_per_minute",
     },
     "population": {"LGSP_MOCK_SEED": "seed"},
+    "paygov": {"LGSP_MOCK_PAYGOV_CHECKSUM": "checksum"},
+    "dvcqg": {},
+    "edoc": {},
+    "tax": {},
 }
+
+#: The mocks in port order: NGSP on the base port, then one port each.
+ORDER = ("ngsp", "population", "paygov", "dvcqg", "edoc", "tax")
 
 
 def _from_env(model: type[_S], mock: str, environ: Mapping[str, str]) -> _S:
@@ -97,6 +112,10 @@ class MockStack:
     base_port: int = 0
     ngsp: NgspSettings | None = None
     population: PopulationSettings | None = None
+    paygov: PaygovSettings | None = None
+    dvcqg: DvcqgSettings | None = None
+    edoc: EdocSettings | None = None
+    tax: TaxSettings | None = None
     urls: dict[str, str] = field(default_factory=dict)
     apps: dict[str, FastAPI] = field(default_factory=dict)
     _servers: list[uvicorn.Server] = field(default_factory=list)
@@ -113,32 +132,40 @@ class MockStack:
 
     def start(self, timeout: float = 15.0) -> MockStack:
         """Bind, build and start every mock; return once all of them accept connections."""
-        ngsp = self.ngsp if self.ngsp is not None else _from_env(NgspSettings, "ngsp", os.environ)
-        population = self.population
-        if population is None:
-            population = _from_env(PopulationSettings, "population", os.environ)
-        ngsp_sock = self._bind(self.base_port)
-        pop_port = self.base_port + 1 if self.base_port else 0
-        pop_sock = self._bind(pop_port)
-        ports = {"ngsp": ngsp_sock.getsockname()[1], "population": pop_sock.getsockname()[1]}
-        self.urls = {name: f"http://{self.host}:{port}" for name, port in ports.items()}
-        try:  # create_app reads the fault rules in the environment, and may refuse them
+        ngsp = self.ngsp or _from_env(NgspSettings, "ngsp", os.environ)
+        population = self.population or _from_env(PopulationSettings, "population", os.environ)
+        paygov = self.paygov or _from_env(PaygovSettings, "paygov", os.environ)
+        dvcqg = self.dvcqg or _from_env(DvcqgSettings, "dvcqg", os.environ)
+        edoc = self.edoc or _from_env(EdocSettings, "edoc", os.environ)
+        tax = self.tax or _from_env(TaxSettings, "tax", os.environ)
+        sockets: dict[str, socket.socket] = {}
+        try:
+            for i, name in enumerate(ORDER):
+                sockets[name] = self._bind(self.base_port + i if self.base_port else 0)
+            self.urls = {
+                name: f"http://{self.host}:{sock.getsockname()[1]}"
+                for name, sock in sockets.items()
+            }
+            # create_app reads the fault rules in the environment, and may refuse them
             self.apps = {
                 "ngsp": create_ngsp(
                     ngsp.model_copy(update={"backends": {"dancu": self.urls["population"]}})
                 ),
                 "population": create_population(population),
+                "paygov": create_paygov(paygov),
+                "dvcqg": create_dvcqg(dvcqg),
+                "edoc": create_edoc(edoc),
+                "tax": create_tax(tax),
             }
         except BaseException:
-            ngsp_sock.close()
-            pop_sock.close()
+            for sock in sockets.values():
+                sock.close()
             raise
         # See the module docstring: the bus's logging would otherwise log every mock request.
         access = logging.getLogger("uvicorn.access")
         if self._access_log_was_disabled is None:
             self._access_log_was_disabled = access.disabled
         access.disabled = True
-        sockets = {"ngsp": ngsp_sock, "population": pop_sock}
         self._servers = [
             uvicorn.Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="on"))
             for app in self.apps.values()
