@@ -512,6 +512,74 @@ def consumers_rotate_secret(consumer_id: ConsumerId, as_json: JsonOption = False
     _print_secret("client secret", secret)
 
 
+class _WebhookRefused(Exception):
+    """A webhook change that cannot be made: the reason is shown plainly."""
+
+
+@consumers_app.command("webhook")
+def consumers_webhook(
+    consumer_id: ConsumerId,
+    url: Annotated[
+        str | None,
+        typer.Argument(help="Where the consumer's events are POSTed; omit to show the current"),
+    ] = None,
+    remove: Annotated[bool, typer.Option("--remove", help="Remove the webhook")] = False,
+    rotate_secret: Annotated[
+        bool, typer.Option("--rotate-secret", help="Make a new signing secret")
+    ] = False,
+    as_json: JsonOption = False,
+) -> None:
+    """Set, show or remove where a consumer receives its events (payment.confirmed,
+    tax.notice...); setting it prints the signing secret the consumer checks them with."""
+    import time
+
+    from bus.webhooks import SqliteWebhookStore, Webhook, register, webhook_view
+
+    async def change(hooks: SqliteWebhookStore) -> Webhook | None:
+        consumers = SqliteConsumerStore(_settings().store_path)
+        try:
+            known = await consumers.get(consumer_id)
+        finally:
+            await consumers.close()
+        if known is None:
+            raise _WebhookRefused(f"no consumer with id {consumer_id!r}")
+        if remove:
+            if not await hooks.remove(consumer_id):
+                raise _WebhookRefused(f"consumer {consumer_id!r} has no webhook")
+            return None
+        if url is None:
+            current = await hooks.get(consumer_id)
+            if current is None:
+                raise _WebhookRefused(f"consumer {consumer_id!r} has no webhook")
+            return current
+        try:
+            return await register(hooks, consumer_id, url, time.time(), rotate=rotate_secret)
+        except ValueError as exc:
+            raise _WebhookRefused(str(exc)) from None
+
+    hook = on_store(SqliteWebhookStore, change, (_WebhookRefused,))
+    shown = url is not None
+    if as_json:
+        _print_json(
+            {"consumer_id": consumer_id, "removed": True}
+            if hook is None
+            else webhook_view(hook, with_secret=shown)
+        )
+        return
+    if hook is None:
+        out.print(f"webhook of {escape(consumer_id)} removed", highlight=False)
+        return
+    out.print(f"webhook of {escape(consumer_id)}: {escape(hook.url)}", highlight=False)
+    if shown:
+        # Plain echo: no markup, no wrapping, so the secret can be copied exactly.
+        typer.echo(f"signing secret: {hook.secret}")
+        err.print(
+            "[yellow]Give it to the consumer: it checks the webhook-signature header with it.[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
+
+
 @keys_app.command("create")
 def keys_create(consumer_id: ConsumerId, as_json: JsonOption = False) -> None:
     """Create an API key for a consumer and print the full key, once."""

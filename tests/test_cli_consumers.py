@@ -427,3 +427,33 @@ def test_unusable_store_path_exits_2(tmp_path: Path, kind: str) -> None:
         path.write_bytes(b"not a database " * 400)
     result = runner.invoke(app, ["consumers", "list"], env={"LGSP_STORE_PATH": str(path)})
     _refused(result, "cannot use the store", str(path))
+
+
+def test_webhook_set_show_rotate_and_remove(lgsp: Lgsp, store_path: Path) -> None:
+    """Setting a webhook prints its signing secret; showing it hides the secret; a new URL keeps
+    the secret unless --rotate-secret; bad URLs and unknown consumers are refused plainly."""
+    assert lgsp("consumers", "add", "motcua", "--name", "One-stop-shop").exit_code == 0
+    first = lgsp("consumers", "webhook", "motcua", "http://127.0.0.1:9/events")
+    assert first.exit_code == 0, first.output
+    secret = _secret(first.stdout, "signing secret")
+    assert secret.startswith("whsec_")
+    shown = _json(lgsp("consumers", "webhook", "motcua", "--json"))
+    assert shown["url"] == "http://127.0.0.1:9/events"
+    assert "secret" not in shown
+    moved = _json(lgsp("consumers", "webhook", "motcua", "https://motcua.example/hook", "--json"))
+    assert moved["secret"] == secret
+    rotated = _json(
+        lgsp(
+            "consumers",
+            "webhook",
+            "motcua",
+            "https://motcua.example/hook",
+            "--rotate-secret",
+            "--json",
+        )
+    )
+    assert rotated["secret"] != secret
+    _refused(lgsp("consumers", "webhook", "motcua", "ftp://motcua.example"), "http(s) URL")
+    _refused(lgsp("consumers", "webhook", "nobody", "http://a.example/h"), "no consumer")
+    assert lgsp("consumers", "webhook", "motcua", "--remove").exit_code == 0
+    _refused(lgsp("consumers", "webhook", "motcua"), "has no webhook")
