@@ -273,10 +273,11 @@ def field_errors_from(
         names_field = err["type"] in ("missing", "value_error", "assertion_error")
         field = _field_path(tuple(err["loc"]), data, names_field)
         seen = merged.get(field)
+        reason = str(err["msg"]).removeprefix("Value error, ")  # a validator's own words
         if seen is None:
-            merged[field] = FieldError(field=field, reason=err["msg"], type=err["type"])
-        elif err["msg"] not in seen.reason:
-            merged[field] = FieldError(field, f"{seen.reason}; or {err['msg']}", seen.type)
+            merged[field] = FieldError(field=field, reason=reason, type=err["type"])
+        elif reason not in seen.reason:
+            merged[field] = FieldError(field, f"{seen.reason}; or {reason}", seen.type)
     return list(merged.values())
 
 
