@@ -104,6 +104,9 @@ class AdapterState(Protocol):
 
     async def get(self, key: str) -> str | None: ...
     async def put(self, key: str, value: str) -> None: ...
+    async def put_new(self, key: str, value: str) -> bool:
+        """Store ``value`` only if ``key`` holds nothing yet (atomically); whether it did."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,6 +243,9 @@ class CallbackReply:
     refused: BusError | None = None
     #: A reference without personal data for the exchange record (a payment reference).
     reference: str | None = None
+    #: What the exchange record keeps of the inbound body when it must not keep it as received
+    #: (the tax link's shared key removed); None: the body as received.
+    recorded_body: bytes | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -369,7 +375,7 @@ class Adapter:
     requires_upstream: ClassVar[bool] = True
     operations: ClassVar[Mapping[str, OperationSpec]] = {}
     #: The inbound handler declared with :func:`callback`, if the platform calls the bus.
-    inbound: ClassVar[CallbackSpec | None] = None
+    inbound_spec: ClassVar[CallbackSpec | None] = None
 
     def __init__(self, options: BaseModel) -> None:
         self.options = options
@@ -401,8 +407,11 @@ class Adapter:
                 f"{cls.__qualname__}: one callback handler per adapter, found "
                 f"{', '.join(sorted(inbound))}"
             )
-        cls.inbound = next(iter(inbound.values()), None)
-        clash = set(cls.inbound.events) & set(found) if cls.inbound is not None else set()
+        if not isinstance(vars(cls).get("inbound_spec"), CallbackSpec | None):
+            raise TypeError(f"{cls.__qualname__}: inbound_spec is the bus's; name it otherwise")
+        cls.inbound_spec = next(iter(inbound.values()), None)
+        spec = cls.inbound_spec
+        clash = set(spec.events) & set(found) if spec is not None else set()
         if clash:
             raise TypeError(
                 f"{cls.__qualname__}: {', '.join(sorted(clash))} is both an operation and an "

@@ -379,7 +379,7 @@ def has_async_operations(gw: Gateway) -> bool:
     """Whether anything is store-and-forward (then a worker must run): an async operation, or
     an adapter whose callbacks queue events for consumers' webhooks."""
     return any(
-        svc.entry.adapter.inbound is not None or svc.mode_of(op) == "async"
+        svc.entry.adapter.inbound_spec is not None or svc.mode_of(op) == "async"
         for svc in gw.services.values()
         for op in svc.operations
     )

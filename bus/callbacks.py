@@ -67,7 +67,7 @@ def event_id(service: str, event_type: str, key: str) -> str:
 
 def _runtime(gw: Gateway, service: str) -> ServiceRuntime:
     svc = gw.services.get(service)
-    if svc is None or svc.entry.adapter.inbound is None:
+    if svc is None or svc.entry.adapter.inbound_spec is None:
         raise UnknownService(f"no service named {service!r} takes callbacks")
     return svc
 
@@ -93,7 +93,7 @@ async def _queue_events(
             ),
             now=now,
         )
-        if delivery.request_id == call.request_id:
+        if delivery.created:
             queued.append(delivery_id)
         call.subjects |= subjects_of(event.data)
     if queued:
@@ -117,13 +117,12 @@ async def handle_callback(gw: Gateway, request: Request, service: str) -> Respon
     try:
         gw.exchange_recorder.admit()
         svc = _runtime(gw, service)
-        spec = svc.entry.adapter.inbound
+        spec = svc.entry.adapter.inbound_spec
         assert spec is not None
         assert svc.resources is not None
         call.capture = svc.config.audit
         body = await read_any_body(request, gw.settings.max_body_bytes)
         call.request_bytes = len(body)
-        call.request_body = body
         inbound = Inbound(
             body=body,
             headers={k.lower(): v for k, v in request.headers.items()},
@@ -142,10 +141,17 @@ async def handle_callback(gw: Gateway, request: Request, service: str) -> Respon
         except TimeoutError as exc:
             raise UpstreamTimeout("the callback handler did not finish in time") from exc
         error = reply.refused
+        # The record keeps the body as the adapter allows (a shared key removed); a message
+        # whose handler failed keeps none: it may hold a secret the handler never got to remove.
+        call.request_body = body if reply.recorded_body is None else reply.recorded_body
         detail: dict[str, object] = {}
         if reply.reference is not None:
             detail["reference"] = reply.reference
         if reply.refused is None and reply.events:
+            undeclared = sorted({e.type for e in reply.events} - set(spec.events))
+            if undeclared:  # an adapter bug: never queue what the worker would send upstream
+                log.error("callback handler named undeclared events", events=undeclared)
+                raise InternalError("the callback handler named events it does not declare")
             try:
                 queued = await _queue_events(gw, svc, reply, call)
             except Exception as exc:  # the store failed: the platform must send it again
@@ -188,13 +194,13 @@ async def handle_callback(gw: Gateway, request: Request, service: str) -> Respon
 
 def is_event(svc: ServiceRuntime, name: str) -> bool:
     """Whether a queued message of ``svc`` named ``name`` is an event for a webhook."""
-    inbound = svc.entry.adapter.inbound
+    inbound = svc.entry.adapter.inbound_spec
     return inbound is not None and name in inbound.events
 
 
 async def send_event(gw: Gateway, svc: ServiceRuntime, d: Delivery, call: Call) -> bytes:
     """One delivery attempt of a queued event to its consumer's webhook; the result to keep."""
-    inbound = svc.entry.adapter.inbound
+    inbound = svc.entry.adapter.inbound_spec
     assert inbound is not None
     try:
         data = inbound.events[d.operation].model_validate_json(d.payload)

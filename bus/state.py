@@ -26,6 +26,7 @@ MAX_VALUE = 16_384
 class StateStore(Protocol):
     async def get(self, service: str, key: str) -> str | None: ...
     async def put(self, service: str, key: str, value: str, now: float) -> None: ...
+    async def put_new(self, service: str, key: str, value: str, now: float) -> bool: ...
     async def close(self) -> None: ...
 
 
@@ -40,12 +41,20 @@ class ScopedState:
     async def get(self, key: str) -> str | None:
         return await self.store.get(self.service, key)
 
-    async def put(self, key: str, value: str) -> None:
+    @staticmethod
+    def _check(key: str, value: str) -> None:
         if not key or len(key) > MAX_KEY:
             raise ValueError(f"a state key is 1-{MAX_KEY} characters")
         if len(value) > MAX_VALUE:
             raise ValueError(f"a state value is at most {MAX_VALUE} characters")
+
+    async def put(self, key: str, value: str) -> None:
+        self._check(key, value)
         await self.store.put(self.service, key, value, self.clock.now().timestamp())
+
+    async def put_new(self, key: str, value: str) -> bool:
+        self._check(key, value)
+        return await self.store.put_new(self.service, key, value, self.clock.now().timestamp())
 
 
 def scoped(store: StateStore, service: str, clock: Clock) -> AdapterState:
@@ -86,3 +95,14 @@ class SqliteStateStore(SqliteFile):
             )
 
         await self._run(write)
+
+    async def put_new(self, service: str, key: str, value: str, now: float) -> bool:
+        def write(db: sqlite3.Connection) -> bool:
+            cursor = db.execute(
+                "INSERT INTO adapter_state (service, key, value, updated_at) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT (service, key) DO NOTHING",
+                (service, key, value, now),
+            )
+            return cursor.rowcount == 1
+
+        return await self._run(write)

@@ -7,12 +7,21 @@ from __future__ import annotations
 import types
 import typing
 from collections.abc import Iterator
+from datetime import datetime
 from functools import cache
 from typing import Annotated, Any, Union
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict
 
-__all__ = ["MAX_STRING", "CanonicalModel", "CitizenRef", "Subject", "subjects_of"]
+__all__ = [
+    "MAX_STRING",
+    "CanonicalModel",
+    "CitizenRef",
+    "Instant",
+    "Subject",
+    "check_year",
+    "subjects_of",
+]
 
 #: Default longest string in a canonical model (characters).
 MAX_STRING = 10_000
@@ -27,6 +36,18 @@ class CanonicalModel(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, str_max_length=MAX_STRING)
+
+
+def check_year(value: datetime) -> datetime:
+    """Refuse a time outside 1900-2200: no platform means it, and converting one near the ends
+    of the calendar to another offset would overflow."""
+    if not 1900 <= value.year <= 2200:
+        raise ValueError("must be a time between the years 1900 and 2200")
+    return value
+
+
+#: A moment with its UTC offset (naive refused), between 1900 and 2200.
+Instant = Annotated[AwareDatetime, AfterValidator(check_year)]
 
 
 class Subject:

@@ -40,7 +40,7 @@ from pydantic import (
     field_validator,
 )
 
-from schemas.base import CanonicalModel, Subject
+from schemas.base import CanonicalModel, Subject, check_year
 from schemas.citizen import normalise_text
 
 __all__ = [
@@ -167,7 +167,7 @@ def _aware(value: dt.datetime, info: ValidationInfo) -> dt.datetime:
             f"{info.field_name} must carry a UTC offset (e.g. +07:00): a time without one is "
             "ambiguous"
         )
-    return value
+    return check_year(value)
 
 
 def _in_vietnam(value: dt.datetime) -> dt.datetime:

@@ -13,7 +13,7 @@ from typing import Annotated
 
 from pydantic import AwareDatetime, Field
 
-from schemas.base import CanonicalModel, Subject
+from schemas.base import CanonicalModel, Instant, Subject
 from schemas.citizen import OldId, PersonalId
 from schemas.payment import VND
 
@@ -55,7 +55,7 @@ class TaxVoucher(CanonicalModel):
     payer_address: str = Field(default="", max_length=500, description="DiaChiNguoiNopTien")
     notice_no: str = Field(min_length=1, max_length=50, description="MaThongBaoThue")
     description: str = Field(min_length=1, max_length=500, description="NoiDungThanhToan")
-    paid_at: AwareDatetime = Field(description="ThoiGianThanhToan")
+    paid_at: Instant = Field(description="ThoiGianThanhToan")
     amount: VND = Field(description="SoTien")
 
 

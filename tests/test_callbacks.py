@@ -243,17 +243,10 @@ def test_an_event_type_named_like_an_operation_is_refused() -> None:
                 return CallbackReply(body={})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="adapters/base.py Adapter.__init_subclass__ assigns cls.inbound = <CallbackSpec>, "
-    "overwriting a handler method named `inbound`; CallbackSpec.bind then returns the spec, "
-    "calling it raises TypeError and every callback is a 500 bus.internal, with no error at "
-    "class creation",
-)
 async def test_a_handler_named_inbound_works_or_is_refused(
     settings_for: Callable[..., Settings],
 ) -> None:
-    """A handler method whose name is the class attribute ``Adapter.inbound`` is either
+    """A handler method named ``inbound`` (once the name of a class attribute) is either
     refused when the class is made, or reached by the callback route like any other."""
     try:
 
@@ -351,13 +344,6 @@ async def test_an_event_is_queued_once_under_its_fact_id(
     }
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bus/callbacks.py _queue_events counts an event as newly queued when the stored "
-    "delivery's request_id equals this call's; the request id comes from the caller's "
-    "X-Request-ID, so a platform repeating a message with the same header is recorded as "
-    "duplicate=false, queued=1 though nothing was queued",
-)
 async def test_a_repeat_with_the_same_request_id_is_still_a_duplicate(
     settings_for: Callable[..., Settings],
 ) -> None:
@@ -374,12 +360,6 @@ async def test_a_repeat_with_the_same_request_id_is_still_a_duplicate(
     assert (repeat.detail["duplicate"], repeat.detail["queued"]) == (True, 0)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bus/callbacks.py _queue_events queues any Event.type without checking it against "
-    "the handler's declared events; the platform gets 200 while the worker can never deliver "
-    "it as an event (is_event is false): it is sent to the operation path and goes dead",
-)
 async def test_an_undeclared_event_type_is_not_queued(
     settings_for: Callable[..., Settings],
 ) -> None:

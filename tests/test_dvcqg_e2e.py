@@ -326,3 +326,24 @@ async def test_naive_time_and_float_amount_are_refused_before_queueing(
 
     assert await bus.gw.delivery_store.list(service="dvcqg") == []
     assert (await portal.get(f"/__admin/dossiers/{code}")).status_code == 404
+
+
+async def test_steps_queued_back_to_back_reach_the_portal_in_order(
+    bus: LiveBus, portal: httpx.AsyncClient
+) -> None:
+    """A dossier's sync and its steps, all queued before the first is delivered, share one
+    order key: each waits for the one before it, so the portal accepts every transition."""
+    code = "H12.01-260301-0108"
+    moves = [(2, 4), (4, 6), (6, 9), (9, 10)]
+    accepted = [await bus.call("dvcqg", "dossier.sync", dossier(code))]
+    for day, (before, after) in enumerate(moves, start=2):
+        at = f"2026-03-0{day}T09:00:00+07:00"
+        accepted.append(await bus.call("dvcqg", "dossier.progress", step(code, before, after, at)))
+    views = [await settle(bus, a) for a in accepted]
+    assert [v["state"] for v in views] == ["delivered"] * 5, views
+    assert [v["attempts"] for v in views] == [1] * 5
+    delivered_at = [v["delivered_at"] for v in views]
+    assert delivered_at == sorted(delivered_at)
+    stored = await held(portal, code)
+    assert stored["dossier"]["TrangThaiHoSo"] == "10"
+    assert [h["TrangThai"] for h in stored["history"]] == ["4", "6", "9", "10"]

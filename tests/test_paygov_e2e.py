@@ -187,8 +187,9 @@ async def test_forged_and_unknown_confirmations_get_99_and_no_event(
 
 
 async def test_platform_errors_reach_the_caller_by_name(running_bus: Running) -> None:
-    """Reused reference with another amount (02), unknown reference (03), no receipt before
-    payment (05): each upstream.rejected with PayGov's code; a float amount never leaves."""
+    """Reused reference with another amount (02), no receipt before payment (05): each
+    upstream.rejected with PayGov's code; a reference the consumer did not create is refused;
+    a float amount never leaves."""
     r = running_bus
     assert (await call(r.bus, "payment.create", payment("REF-E2E-3", 50_000)))["status"] == "ok"
     again = await call(r.bus, "payment.create", payment("REF-E2E-3", 50_000))
@@ -197,8 +198,10 @@ async def test_platform_errors_reach_the_caller_by_name(running_bus: Running) ->
     reused = await call(r.bus, "payment.create", payment("REF-E2E-3", 60_000))
     assert reused["error"]["code"] == "upstream.rejected"
     assert reused["error"]["upstream_code"] == "02"
+    # A reference this consumer did not create through the bus is not asked about at all.
     unknown = await call(r.bus, "payment.status", {"reference": "REF-NEVER"})
-    assert unknown["error"]["upstream_code"] == "03"
+    assert unknown["error"]["code"] == "upstream.rejected"
+    assert "created no payment" in unknown["error"]["message"]
     early = await call(r.bus, "payment.receipt", {"reference": "REF-E2E-3"})
     assert early["error"]["upstream_code"] == "05"
     pending = await call(r.bus, "payment.status", {"reference": "REF-E2E-3"})
@@ -222,3 +225,19 @@ async def test_wrong_checksum_secret_is_named(
     assert reply["error"]["code"] == "upstream.rejected"
     assert reply["error"]["upstream_code"] == "01"
     assert "checksum" in reply["error"]["message"]
+
+
+async def test_a_payment_paygov_never_saw_is_unknown_to_it(running_bus: Running) -> None:
+    """INIT lost to an outage: the reference is the consumer's, but PayGov answers 03 (unknown
+    reference) to its status; the retried create then starts the payment."""
+    r = running_bus
+    outage = {"rules": [{"path": "/api/v1/payment", "error_rate": 1, "error_statuses": [503]}]}
+    assert (await r.paygov.put("/__admin/faults", json=outage)).status_code == 200
+    try:
+        lost = await call(r.bus, "payment.create", payment("REF-E2E-6"))
+    finally:
+        await r.paygov.delete("/__admin/faults")
+    assert lost["error"]["code"] == "upstream.unavailable"
+    unknown = await call(r.bus, "payment.status", {"reference": "REF-E2E-6"})
+    assert unknown["error"]["upstream_code"] == "03"
+    assert (await call(r.bus, "payment.create", payment("REF-E2E-6")))["status"] == "ok"

@@ -151,3 +151,52 @@ async def test_voucher_goes_back(bus: LiveBus, stack: MockStack) -> None:
     assert "no notice" in unknown["error"]["message"]
     floating = await bus.call("tax", "tax.voucher", {**voucher, "amount": 500_000.0})
     assert floating["http_status"] == 400
+
+
+async def test_the_log_never_keeps_the_shared_key(bus: LiveBus, stack: MockStack) -> None:
+    """Accepted or refused, a notice's recorded body has the SecurityKey removed."""
+    assert (await push(stack, notice((700_000,)))).status_code == 200
+    wrong = {"SecurityKey": "guess", "Service": "ThongBaoThue", "Data": {}}
+    assert (await bus.client.post("/v1/callbacks/tax", json=wrong)).status_code == 401
+    audit = bus.gw.audit
+    assert audit is not None
+    records = await audit.store.query(AuditQuery(kind="callback"), limit=10)
+    assert len(records) == 2
+    for record in records:
+        request, _ = audit.keys.open_bodies(record.parsed()["body"], record.id)
+        assert request is not None
+        assert ENV["TAX_SECURITY_KEY"] not in request
+        assert "guess" not in request
+        assert '"SecurityKey": "[removed]"' in request
+
+
+@pytest.mark.parametrize(
+    ("xml", "reason"),
+    [
+        (
+            b'<!DOCTYPE DATA [<!ENTITY x "1">]><DATA><BODY><ROW_LIST><MA_HSO>H&x;</MA_HSO>'
+            b"</ROW_LIST></BODY></DATA>",
+            "DOCTYPE",
+        ),
+        (
+            (
+                "<DATA><BODY><ROW_LIST><MA_HSO>H</MA_HSO><LIST><MA_SO_THUE>8012345678</MA_SO_THUE>"
+                "<SO_QUYET_DINH>TB-1</SO_QUYET_DINH><NGAY_QUYET_DINH>20/11/2026</NGAY_QUYET_DINH>"
+                "<TEN_TIEUMUC>x</TEN_TIEUMUC><SO_TIEN>١٢</SO_TIEN></LIST></ROW_LIST></BODY></DATA>"
+            ).encode(),
+            "SO_TIEN",
+        ),
+        (b"<DATA><BODY>", "not well-formed"),
+    ],
+)
+async def test_notice_files_that_cannot_be_trusted_are_refused(
+    bus: LiveBus, xml: bytes, reason: str
+) -> None:
+    body = {
+        "SecurityKey": ENV["TAX_SECURITY_KEY"],
+        "Service": "ThongBaoThue",
+        "Data": {"FileThongBaoThue": base64.b64encode(xml).decode()},
+    }
+    refused = await bus.client.post("/v1/callbacks/tax", json=body)
+    assert refused.status_code == 400
+    assert reason in refused.json()["Message"]

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import json
+import re
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,6 +75,8 @@ __all__ = ["VIETNAM", "PaygovAdapter", "PaygovOptions", "from_wire_time", "to_wi
 
 VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
 WIRE_TIME = "%Y%m%d%H%M%S"
+_REFERENCE = re.compile(r"[A-Za-z0-9._-]{1,50}")
+_CODE = re.compile(r"[0-9]{2}")
 _STATES = {"00": PaymentState.PAID, "01": PaymentState.PENDING, "02": PaymentState.FAILED}
 _MEANINGS = {
     "01": "PayGov refused the checksum: check the secret and the checksum algorithm",
@@ -83,6 +86,12 @@ _MEANINGS = {
     "05": "the payment is not paid yet: no receipt exists",
     "06": "PayGov does not accept this message type or version",
 }
+
+
+def _reference(message: dict[str, Any]) -> str:
+    """The message's MaThamChieu if it can be a reference, else "" (never echoed or signed)."""
+    value = message.get("MaThamChieu")
+    return value if isinstance(value, str) and _REFERENCE.fullmatch(value) else ""
 
 
 def to_wire_time(when: datetime) -> str:
@@ -113,6 +122,9 @@ class PaygovOptions(BaseModel):
     beneficiary_bank: str = Field(default="", description="MaNHThuHuong")
     beneficiary_name: str = Field(default="", description="TenTKThuHuong")
     service_code: str = Field(default="", description="MaDichVu")
+    callback_type: str = Field(
+        default="NOTIFY", description="LoaiBanTin of PayGov's payment confirmation."
+    )
     client_ip: str = Field(
         default="127.0.0.1", description="Ip sent when the request names no citizen device."
     )
@@ -198,25 +210,45 @@ class PaygovAdapter(Adapter):
         }
         return self._sign(message, QUERY_FIELDS)
 
+    # -- who owns a payment ------------------------------------------------------------------
+
+    @staticmethod
+    async def _owned(reference: str, ctx: Context) -> dict[str, Any]:
+        """The remembered payment of ``reference``, refused unless the caller created it: a
+        receipt names the payer, and another consumer's payment is none of its business."""
+        known = await ctx.state.get(f"payment:{reference}")
+        payment: dict[str, Any] | None = json.loads(known) if known is not None else None
+        if payment is None or payment["consumer"] != ctx.consumer.id:
+            raise UpstreamRejected(
+                "this consumer created no payment with this reference through the bus",
+                detail={"reason": "not_yours"},
+            )
+        return payment
+
+    async def _claim(self, req: PaymentCreate, ctx: Context) -> None:
+        """Remember the payment (consumer, dossier, amount) before PayGov hears of it, so that a
+        confirmation always finds its consumer; atomically, and never over another one."""
+        key = f"payment:{req.reference}"
+        mine = {"consumer": ctx.consumer.id, "dossier": req.dossier_code, "amount": req.amount}
+        if await ctx.state.put_new(key, json.dumps(mine)):
+            return
+        known = json.loads(await ctx.state.get(key) or "{}")
+        if known.get("consumer") != ctx.consumer.id:
+            raise UpstreamRejected(
+                "this payment reference belongs to another consumer",
+                detail={"reason": "reference_taken"},
+            )
+        if known.get("amount") != req.amount:  # PayGov would refuse it (02): refused first
+            raise UpstreamRejected(
+                _MEANINGS["02"], detail={"error_code": "02", "reason": "reference_reused"}
+            )
+
     # -- operations --------------------------------------------------------------------------
 
     @operation("payment.create", input=PaymentCreate, output=PaymentCreated)
     async def create(self, req: PaymentCreate, ctx: Context) -> PaymentCreated:
         """Start a payment; the reply's payment_url is where the citizen pays."""
-        key = f"payment:{req.reference}"
-        known = await ctx.state.get(key)
-        if known is not None and json.loads(known)["consumer"] != ctx.consumer.id:
-            raise UpstreamRejected(
-                "this payment reference belongs to another consumer",
-                detail={"error_code": "02"},
-            )
-        # Remembered before PayGov hears of it, so a confirmation always finds its consumer.
-        await ctx.state.put(
-            key,
-            json.dumps(
-                {"consumer": ctx.consumer.id, "dossier": req.dossier_code, "amount": req.amount}
-            ),
-        )
+        await self._claim(req, ctx)
         o = self.options
         message: dict[str, Any] = {
             "LoaiBanTin": "INIT",
@@ -274,6 +306,7 @@ class PaygovAdapter(Adapter):
     @operation("payment.status", input=PaymentQuery, output=PaymentStatus)
     async def status(self, req: PaymentQuery, ctx: Context) -> PaymentStatus:
         """Where a payment stands: pending, paid or failed."""
+        await self._owned(req.reference, ctx)
         answer = self._answer(await self._send(self._query("QUERY", req.reference, ctx), ctx))
         state = _STATES.get(str(answer.get("TrangThaiGD")))
         amount = answer.get("SoTien")
@@ -296,6 +329,7 @@ class PaygovAdapter(Adapter):
     @operation("payment.receipt", input=PaymentQuery, output=Receipt)
     async def receipt(self, req: PaymentQuery, ctx: Context) -> Receipt:
         """The PDF e-receipt of a paid payment."""
+        await self._owned(req.reference, ctx)
         response = await self._send(self._query("GET_BILL", req.reference, ctx), ctx)
         media = response.headers.get("content-type", "").split(";")[0].strip().lower()
         if media != "application/pdf":
@@ -317,7 +351,7 @@ class PaygovAdapter(Adapter):
             "MaLoi": code,
             "MoTaLoi": text,
             "MaDoiTac": self.options.partner_code,
-            "MaThamChieu": str(message.get("MaThamChieu") or ""),
+            "MaThamChieu": _reference(message),
             "ThoiGianGD": to_wire_time(ctx.clock.now()),
         }
         return self._sign(reply, CALLBACK_REPLY_FIELDS)
@@ -340,10 +374,14 @@ class PaygovAdapter(Adapter):
             message = None
         if not isinstance(message, dict):
             return self._refuse(UpstreamBadResponse("the confirmation is not JSON"), {}, ctx, None)
-        ref = message.get("MaThamChieu")
-        reference = ref if isinstance(ref, str) and 0 < len(ref) <= 50 else None
+        reference = _reference(message) or None
+        if message.get("LoaiBanTin") != self.options.callback_type or not (
+            isinstance(message.get("MaLoi"), str) and _CODE.fullmatch(message["MaLoi"])
+        ):
+            error: BusError = UpstreamBadResponse("not a payment confirmation (LoaiBanTin, MaLoi)")
+            return self._refuse(error, message, ctx, reference)
         if message.get("MaDoiTac") != self.options.partner_code:
-            error: BusError = Unauthenticated("the confirmation names another partner (MaDoiTac)")
+            error = Unauthenticated("the confirmation names another partner (MaDoiTac)")
             return self._refuse(error, message, ctx, reference)
         if not verify(message, CALLBACK_FIELDS, self._secret, self.options.checksum):
             error = Unauthenticated("the confirmation's checksum (MaXacThuc) is wrong")
@@ -376,9 +414,20 @@ class PaygovAdapter(Adapter):
             completed_at=completed_at,
             platform_code=str(message.get("MaLoi")),
         )
+        # One confirmation per reference; each failed attempt (its own MaGiaoDich) is a fact of
+        # its own. A reference's events reach the consumer in the order they came.
         kind = "payment.confirmed" if paid else "payment.failed"
+        key = reference if paid else f"{reference}:failed:{event.transaction_id}"
         return CallbackReply(
             body=self._reply("00", "Thành công", message, ctx),
-            events=(Event(type=kind, consumer=payment["consumer"], key=reference, data=event),),
+            events=(
+                Event(
+                    type=kind,
+                    consumer=payment["consumer"],
+                    key=key,
+                    data=event,
+                    order_key=reference,
+                ),
+            ),
             reference=reference,
         )

@@ -37,6 +37,9 @@ __all__ = [
 ]
 
 Algorithm = Literal["sha256", "hmac-sha256"]
+#: What joins the values. A value holding it is refused on both sides: otherwise one signed
+#: text could be split into another message's fields (a reply read as a callback, say).
+SEPARATOR: Final = "|"
 ALGORITHMS: Final[tuple[Algorithm, ...]] = ("sha256", "hmac-sha256")
 
 #: ``INIT`` (start a payment), partner -> PayGov.
@@ -83,7 +86,7 @@ CALLBACK_REPLY_FIELDS: Final[tuple[str, ...]] = ("MaLoi", "MaDoiTac", "MaThamChi
 
 def checksum(values: Sequence[str], secret: str, algorithm: Algorithm) -> str:
     """``MaXacThuc`` over ``values`` (already in the message's field order)."""
-    joined = "|".join(values)
+    joined = SEPARATOR.join(values)
     if algorithm == "sha256":
         return hashlib.sha256(f"{joined}|{secret}".encode()).hexdigest()
     if algorithm == "hmac-sha256":
@@ -99,6 +102,8 @@ def field_values(message: Mapping[str, object], fields: Sequence[str]) -> list[s
         if value is None:
             values.append("")
         elif isinstance(value, str):
+            if SEPARATOR in value:  # "a|b" in one field would sign as two fields
+                raise TypeError(f"{name}: a value may not contain {SEPARATOR!r}")
             values.append(value)
         elif isinstance(value, int) and not isinstance(value, bool):
             values.append(str(value))

@@ -50,6 +50,7 @@ from schemas.tax import TaxNotice, TaxNoticeItem, TaxVoucher, VoucherReceipt
 __all__ = ["TaxAdapter", "TaxOptions", "parse_notice"]
 
 NOTICE_DATE = "%d/%m/%Y"
+MAX_VND = 10**13
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
@@ -77,7 +78,9 @@ def parse_notice(xml: bytes) -> tuple[str, list[TaxNoticeItem]]:
     try:
         root = etree.fromstring(xml, _PARSER)
     except etree.XMLSyntaxError as exc:
-        raise ValueError(f"FileThongBaoThue is not XML ({exc.msg})") from exc
+        raise ValueError("FileThongBaoThue is not well-formed XML") from exc
+    if root.getroottree().docinfo.doctype:  # no DTD: entities would change the values read
+        raise ValueError("FileThongBaoThue may not have a DOCTYPE")
     rows = root.find("BODY/ROW_LIST") if root.tag == "DATA" else None
     if rows is None:
         raise ValueError("FileThongBaoThue has no /DATA/BODY/ROW_LIST")
@@ -85,7 +88,7 @@ def parse_notice(xml: bytes) -> tuple[str, list[TaxNoticeItem]]:
     items = []
     for entry in rows.findall("LIST"):
         amount = _text(entry, "SO_TIEN")
-        if not amount.isdigit():
+        if not (amount.isascii() and amount.isdigit()) or int(amount) > MAX_VND:
             raise ValueError("SO_TIEN is not an integer amount of VND")
         try:
             decided = datetime.strptime(_text(entry, "NGAY_QUYET_DINH"), NOTICE_DATE).date()
@@ -174,9 +177,12 @@ class TaxAdapter(Adapter):
         return VoucherReceipt(dossier_code=req.dossier_code, voucher_id=str(voucher_id))
 
     @staticmethod
-    def _refused(status: int, text: str, error: BusError) -> CallbackReply:
+    def _refused(status: int, text: str, error: BusError, kept: bytes) -> CallbackReply:
         return CallbackReply(
-            body={"Status": "ERROR", "Message": text}, status=status, refused=error
+            body={"Status": "ERROR", "Message": text},
+            status=status,
+            refused=error,
+            recorded_body=kept,
         )
 
     @callback(events={"tax.notice": TaxNotice}, description="The tax authority's notice")
@@ -187,25 +193,34 @@ class TaxAdapter(Adapter):
         except ValueError:
             message = None
         if not isinstance(message, dict):
-            return self._refused(400, "Body: not JSON", UpstreamBadResponse("not JSON"))
+            return self._refused(400, "Body: not JSON", UpstreamBadResponse("not JSON"), b"")
+        # The record never keeps the shared key, right or wrong.
+        kept = json.dumps({**message, "SecurityKey": "[removed]"}, ensure_ascii=False).encode()
         key = message.get("SecurityKey")
         if not isinstance(key, str) or not hmac.compare_digest(key.encode(), self._key.encode()):
-            return self._refused(401, "Error Security Code", Unauthenticated("wrong SecurityKey"))
+            return self._refused(
+                401, "Error Security Code", Unauthenticated("wrong SecurityKey"), kept
+            )
         if message.get("Service") != self.options.notice_service:
             error = UpstreamBadResponse(f"Service is not {self.options.notice_service}")
-            return self._refused(400, f"Service: expected {self.options.notice_service}", error)
+            return self._refused(
+                400, f"Service: expected {self.options.notice_service}", error, kept
+            )
         data = message.get("Data")
         encoded = data.get("FileThongBaoThue") if isinstance(data, dict) else None
         try:
             xml = base64.b64decode(str(encoded), validate=True) if encoded else b""
             dossier, items = parse_notice(xml)
-        except (binascii.Error, ValueError) as exc:
-            text = str(exc) if isinstance(exc, ValueError) else "not base64"
-            return self._refused(400, f"FileThongBaoThue: {text}", UpstreamBadResponse(text))
-        except ValidationError as exc:
-            return self._refused(
-                400, "FileThongBaoThue: a field is invalid", UpstreamBadResponse(str(exc)[:200])
-            )
+        except ValidationError:  # before ValueError, its base: its text may quote the values
+            text = "a field of the notice is invalid"
+        except binascii.Error:
+            text = "not base64"
+        except ValueError as exc:  # parse_notice's own words: names the element, no value
+            text = str(exc)
+        else:
+            text = ""
+        if text:
+            return self._refused(400, f"FileThongBaoThue: {text}", UpstreamBadResponse(text), kept)
         issued = message.get("Ngay")
         try:
             issued_at = from_wire_time(issued) if isinstance(issued, str) else None
@@ -221,6 +236,7 @@ class TaxAdapter(Adapter):
         fact = f"{dossier}:{hashlib.sha256(xml).hexdigest()[:32]}"
         return CallbackReply(
             body={"Status": "OK", "Message": "Đã nhận thông báo thuế", "MaHoSo": dossier},
+            recorded_body=kept,
             events=(
                 Event(
                     type="tax.notice",

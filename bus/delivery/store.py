@@ -153,6 +153,9 @@ class Delivery:
     lease_until: float | None
     end_user: str | None = None
     agency: str | None = None
+    #: True only on the Delivery :meth:`DeliveryStore.enqueue` returns when it queued the
+    #: message now (False when a caller-chosen id was already queued).
+    created: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -483,6 +486,7 @@ class SqliteDeliveryStore(SqliteFile):
                     lease_until=None,
                     end_user=new.end_user,
                     agency=new.agency,
+                    created=True,
                 )
             raise DeliveryStoreError("could not allocate a unique delivery id")
 
