@@ -68,7 +68,7 @@ import builtins
 import secrets
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
 
@@ -155,7 +155,7 @@ class Delivery:
     agency: str | None = None
     #: True only on the Delivery :meth:`DeliveryStore.enqueue` returns when it queued the
     #: message now (False when a caller-chosen id was already queued).
-    created: bool = False
+    created: bool = field(default=False, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
