@@ -176,6 +176,20 @@ class Context:
     def state(self) -> AdapterState:
         return self.resources.state
 
+    def note_exchange(self, message: str, sent: bytes, reply: httpx.Response) -> None:
+        """Add one upstream message pair to the exchange record: keyed digests and sizes of the
+        exact bytes, the HTTP status; never the content."""
+        self.upstream_exchanges.append(
+            {
+                "message": message,
+                "request_hmac": self.resources.digest(sent),
+                "request_bytes": len(sent),
+                "reply_hmac": self.resources.digest(reply.content),
+                "reply_bytes": len(reply.content),
+                "http_status": reply.status_code,
+            }
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class OperationSpec:

@@ -11,8 +11,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from adapters.wire import WIRE_TIME, from_wire_time, to_wire_time
 from schemas.dossier import (
-    VN_TZ,
     Channel,
     Dossier,
     DossierProgress,
@@ -36,7 +36,6 @@ __all__ = [
     "time_to_wire",
 ]
 
-WIRE_TIME = "%Y%m%d%H%M%S"
 
 CHANNEL_TO_WIRE = {Channel.IN_PERSON: "1", Channel.ONLINE: "2", Channel.POSTAL: "3"}
 CHANNEL_FROM_WIRE = {v: k for k, v in CHANNEL_TO_WIRE.items()}
@@ -110,7 +109,7 @@ class WireError(ValueError):
 def time_to_wire(value: dt.datetime) -> str:
     """An aware time as the portal's ``yyyyMMddHHmmss``, wall clock in Asia/Ho_Chi_Minh
     (seconds: anything finer is dropped)."""
-    return value.astimezone(VN_TZ).strftime(WIRE_TIME)
+    return to_wire_time(value)
 
 
 def time_from_wire(value: Any, field: str) -> dt.datetime | None:
@@ -118,13 +117,12 @@ def time_from_wire(value: Any, field: str) -> dt.datetime | None:
     null or ""."""
     if value is None or value == "":
         return None
-    if not isinstance(value, str) or len(value) != 14 or not value.isascii():
+    if not isinstance(value, str):
         raise WireError(field)
     try:
-        naive = dt.datetime.strptime(value, WIRE_TIME)
+        return from_wire_time(value)
     except ValueError:
         raise WireError(field) from None
-    return naive.replace(tzinfo=VN_TZ)
 
 
 def _optional_time(value: dt.datetime | None) -> str | None:

@@ -30,9 +30,7 @@ from __future__ import annotations
 import base64
 import json
 import re
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import httpx
 from pydantic import BaseModel, ConfigDict, Field
@@ -61,6 +59,7 @@ from adapters.payment.checksum import (
     sign,
     verify,
 )
+from adapters.wire import from_wire_time, to_wire_time
 from schemas.payment import (
     PaymentConfirmed,
     PaymentCreate,
@@ -71,10 +70,8 @@ from schemas.payment import (
     Receipt,
 )
 
-__all__ = ["VIETNAM", "PaygovAdapter", "PaygovOptions", "from_wire_time", "to_wire_time"]
+__all__ = ["PaygovAdapter", "PaygovOptions"]
 
-VIETNAM = ZoneInfo("Asia/Ho_Chi_Minh")
-WIRE_TIME = "%Y%m%d%H%M%S"
 _REFERENCE = re.compile(r"[A-Za-z0-9._-]{1,50}")
 _CODE = re.compile(r"[0-9]{2}")
 _STATES = {"00": PaymentState.PAID, "01": PaymentState.PENDING, "02": PaymentState.FAILED}
@@ -92,16 +89,6 @@ def _reference(message: dict[str, Any]) -> str:
     """The message's MaThamChieu if it can be a reference, else "" (never echoed or signed)."""
     value = message.get("MaThamChieu")
     return value if isinstance(value, str) and _REFERENCE.fullmatch(value) else ""
-
-
-def to_wire_time(when: datetime) -> str:
-    """``yyyyMMddHHmmss`` in Vietnam's time zone."""
-    return when.astimezone(VIETNAM).strftime(WIRE_TIME)
-
-
-def from_wire_time(text: str) -> datetime:
-    """An aware datetime from ``yyyyMMddHHmmss`` in Vietnam's time zone (ValueError if not)."""
-    return datetime.strptime(text, WIRE_TIME).replace(tzinfo=VIETNAM)
 
 
 class PaygovOptions(BaseModel):
@@ -160,16 +147,7 @@ class PaygovAdapter(Adapter):
             headers={"Authorization": f"Bearer {self._token}", "Content-Type": "application/json"},
             timeout=ctx.upstream.http_timeout,
         )
-        ctx.upstream_exchanges.append(
-            {
-                "message": message["LoaiBanTin"],
-                "request_hmac": ctx.resources.digest(body),
-                "request_bytes": len(body),
-                "reply_hmac": ctx.resources.digest(response.content),
-                "reply_bytes": len(response.content),
-                "http_status": response.status_code,
-            }
-        )
+        ctx.note_exchange(message["LoaiBanTin"], body, response)
         if response.status_code == 401:
             raise UpstreamRejected(
                 "PayGov refused the bus's token: an operator must check the credentials",

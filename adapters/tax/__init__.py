@@ -44,7 +44,7 @@ from adapters.base import (
     operation,
     raise_for_upstream_status,
 )
-from adapters.payment import from_wire_time, to_wire_time
+from adapters.wire import from_wire_time, to_wire_time
 from schemas.tax import TaxNotice, TaxNoticeItem, TaxVoucher, VoucherReceipt
 
 __all__ = ["TaxAdapter", "TaxOptions", "parse_notice"]
@@ -146,16 +146,7 @@ class TaxAdapter(Adapter):
             headers={"Content-Type": "application/json"},
             timeout=ctx.upstream.http_timeout,
         )
-        ctx.upstream_exchanges.append(
-            {
-                "message": "voucher",
-                "request_hmac": ctx.resources.digest(body),
-                "request_bytes": len(body),
-                "reply_hmac": ctx.resources.digest(response.content),
-                "reply_bytes": len(response.content),
-                "http_status": response.status_code,
-            }
-        )
+        ctx.note_exchange("voucher", body, response)
         status = response.status_code
         if status in (400, 401, 404, 422):
             try:
