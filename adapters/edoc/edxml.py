@@ -28,6 +28,7 @@ from lxml import etree
 from pydantic import ValidationError
 
 from adapters.base import UpstreamBadResponse
+from adapters.wire import safe_xml_parser
 from schemas.document import Document, Organ, OutgoingDocument
 
 __all__ = ["CONTENT_ID_PREFIX", "NS", "build_edxml", "parse_edxml"]
@@ -43,18 +44,6 @@ _DECLARATIONS: Final = frozenset(
     for marker in ("<!DOCTYPE", "<!ENTITY")
     for encoding in ("ascii", "utf-16-le", "utf-16-be", "utf-32-le", "utf-32-be")
 )
-
-
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
 
 
 # -- building ---------------------------------------------------------------------------------
@@ -234,7 +223,7 @@ def parse_edxml(data: bytes) -> Document:
     if any(marker in data for marker in _DECLARATIONS):
         raise UpstreamBadResponse("the edXML file carries a DOCTYPE or entity declaration")
     try:
-        root = etree.fromstring(data, _parser())
+        root = etree.fromstring(data, safe_xml_parser())
     except etree.XMLSyntaxError:
         raise UpstreamBadResponse("the edXML file is not well-formed XML") from None
     docinfo = root.getroottree().docinfo

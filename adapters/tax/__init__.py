@@ -44,14 +44,13 @@ from adapters.base import (
     operation,
     raise_for_upstream_status,
 )
-from adapters.wire import from_wire_time, to_wire_time
+from adapters.wire import from_wire_time, safe_xml_parser, to_wire_time
 from schemas.tax import TaxNotice, TaxNoticeItem, TaxVoucher, VoucherReceipt
 
 __all__ = ["TaxAdapter", "TaxOptions", "parse_notice"]
 
 NOTICE_DATE = "%d/%m/%Y"
 MAX_VND = 10**13
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, huge_tree=False)
 
 
 class TaxOptions(BaseModel):
@@ -76,7 +75,7 @@ def _text(node: Any, tag: str) -> str:
 def parse_notice(xml: bytes) -> tuple[str, list[TaxNoticeItem]]:
     """(dossier code, items) of a notice file; ``ValueError`` naming what is wrong."""
     try:
-        root = etree.fromstring(xml, _PARSER)
+        root = etree.fromstring(xml, safe_xml_parser())
     except etree.XMLSyntaxError as exc:
         raise ValueError("FileThongBaoThue is not well-formed XML") from exc
     if root.getroottree().docinfo.doctype:  # no DTD: entities would change the values read

@@ -23,6 +23,7 @@ from adapters.edoc.signing import (
     parse_timestamp,
     verify_signed_headers,
 )
+from adapters.wire import safe_xml_parser
 from mocks.edoc._state import (
     RECALL,
     RECIPIENT_CODES,
@@ -140,20 +141,8 @@ def _ok(**fields: Any) -> dict[str, Any]:
     return {"status": "OK", "ErrorCode": "0", "ErrorDesc": "", **fields}
 
 
-def _parser() -> etree.XMLParser:
-    return etree.XMLParser(
-        resolve_entities=False,
-        no_network=True,
-        load_dtd=False,
-        dtd_validation=False,
-        huge_tree=False,
-        remove_comments=True,
-        remove_pis=True,
-    )
-
-
 def _schema() -> etree.XMLSchema:
-    return etree.XMLSchema(etree.fromstring(EDXML_XSD.read_bytes(), _parser()))
+    return etree.XMLSchema(etree.fromstring(EDXML_XSD.read_bytes(), safe_xml_parser()))
 
 
 def _utc_now() -> datetime:
@@ -279,7 +268,7 @@ def create_app(
         if any(marker in body for marker in _DECLARATIONS):
             raise EdocFail("2002", "DOCTYPE and ENTITY declarations are not accepted")
         try:
-            root = etree.fromstring(body, _parser())
+            root = etree.fromstring(body, safe_xml_parser())
         except etree.XMLSyntaxError as exc:
             raise EdocFail("2002", f"not well-formed XML: {exc.msg}") from None
         if not schema.validate(root):

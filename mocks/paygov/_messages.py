@@ -7,10 +7,11 @@ would. A refused message gets error code "04" with one ``<field>: <reason>`` per
 from __future__ import annotations
 
 import ipaddress
-from datetime import datetime
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+
+from adapters.wire import check_wire_time
 
 __all__ = [
     "VERSION",
@@ -23,16 +24,6 @@ __all__ = [
 VERSION = "1.0.6"
 
 
-def _stamp(value: str) -> str:
-    if len(value) != 14 or not value.isascii() or not value.isdigit():
-        raise ValueError("must be yyyyMMddHHmmss")
-    try:
-        datetime.strptime(value, "%Y%m%d%H%M%S")  # naive on purpose: only checks the calendar
-    except ValueError:
-        raise ValueError("must be a real date and time, yyyyMMddHHmmss") from None
-    return value
-
-
 def _ip(value: str) -> str:
     try:
         ipaddress.ip_address(value)
@@ -42,7 +33,7 @@ def _ip(value: str) -> str:
 
 
 Text = Annotated[str, Field(min_length=1, max_length=255)]
-Stamp = Annotated[str, AfterValidator(_stamp)]
+Stamp = Annotated[str, AfterValidator(check_wire_time)]
 Amount = Annotated[int, Field(gt=0)]
 ItemAmount = Annotated[int, Field(ge=0)]
 

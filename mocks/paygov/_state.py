@@ -8,7 +8,7 @@ import logging
 import secrets
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 import httpx
@@ -20,10 +20,10 @@ from adapters.payment.checksum import (
     sign,
     verify,
 )
+from adapters.wire import to_wire_time
 from mocks.paygov._messages import InitMessage, ReceiptInfo
 
 __all__ = [
-    "VN_TIME",
     "Attempt",
     "CallbackSender",
     "Payment",
@@ -35,7 +35,6 @@ __all__ = [
 _log = logging.getLogger("mocks.paygov")
 
 #: Asia/Ho_Chi_Minh: UTC+7 all year round (no DST), so no tz database is needed.
-VN_TIME = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
 State = Literal["pending", "paid", "failed"]
 Sleep = Callable[[float], Awaitable[None]]
 #: What a repeated INIT must match for it to be the same payment (else error "02").
@@ -44,7 +43,7 @@ SUBSTANCE = ("SoTien", "MaTienTe", "LoaiHinhThanhToan", "ThongTinGiaoDich", "Tho
 
 def stamp(moment: datetime | None = None) -> str:
     """``yyyyMMddHHmmss`` in Vietnam's time; now if no moment is given."""
-    return (moment or datetime.now(UTC)).astimezone(VN_TIME).strftime("%Y%m%d%H%M%S")
+    return to_wire_time(moment or datetime.now(UTC))
 
 
 @dataclass

@@ -9,7 +9,7 @@ import logging
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime
 from typing import Annotated, Any
 
 import httpx
@@ -17,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
 
+from adapters.wire import check_wire_time, to_wire_time
 from mocks.faults import install_faults
 from mocks.tax.notice import DATE_FORMAT, NoticeItem, notice_xml
 
@@ -32,7 +33,6 @@ SERVICE = "ThongBaoThue"
 FAULTS_ENV_VAR = "LGSP_MOCK_FAULTS_TAX"
 SECURITY_ERROR = "Error Security Code"
 #: Asia/Ho_Chi_Minh: UTC+7 all year round (no DST), so no tz database is needed.
-VN_TIME = timezone(timedelta(hours=7), "Asia/Ho_Chi_Minh")
 
 
 class TaxSettings(BaseModel):
@@ -43,16 +43,6 @@ class TaxSettings(BaseModel):
     security_key: str = Field(default="tax-demo-key", min_length=1)
     notice_url: str | None = None  # the provincial bus's receiver; settable at run time
     push_timeout: float = Field(default=10.0, gt=0)  # seconds
-
-
-def _stamp(value: str) -> str:
-    if len(value) != 14 or not value.isascii() or not value.isdigit():
-        raise ValueError("must be yyyyMMddHHmmss")
-    try:
-        datetime.strptime(value, "%Y%m%d%H%M%S")  # naive on purpose: only checks the calendar
-    except ValueError:
-        raise ValueError("must be a real date and time, yyyyMMddHHmmss") from None
-    return value
 
 
 def _paid(value: int) -> int:
@@ -72,7 +62,7 @@ class PaymentInfo(_Wire):
     """``ThongTinThanhToan``."""
 
     NoiDungThanhToan: Text
-    ThoiGianThanhToan: Annotated[str, AfterValidator(_stamp)]
+    ThoiGianThanhToan: Annotated[str, AfterValidator(check_wire_time)]
     MaThongBaoThue: Text
     TrangThaiThanhToan: Annotated[int, AfterValidator(_paid)]  # 1 = paid, the only value
     SoTien: Annotated[int, Field(gt=0)]
@@ -142,7 +132,7 @@ class Store:
 
 
 def _stamp_now() -> str:
-    return datetime.now(UTC).astimezone(VN_TIME).strftime("%Y%m%d%H%M%S")
+    return to_wire_time(datetime.now(UTC))
 
 
 def _status(status: int, message: str, **extra: str) -> JSONResponse:
