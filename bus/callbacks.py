@@ -101,6 +101,13 @@ async def _queue_events(
     return queued
 
 
+def _envelope(call: Call, error: BusError) -> tuple[int, bytes]:
+    """The bus's own error reply to a platform (the adapter's reply could not be made)."""
+    error.request_id = call.request_id
+    body = error_envelope(call.request_id, call.service, "callback", error)
+    return error.http_status, body.model_dump_json().encode()
+
+
 async def handle_callback(gw: Gateway, request: Request, service: str) -> Response:
     service = service[:NAME_LIMIT]
     call = Call(
@@ -173,21 +180,13 @@ async def handle_callback(gw: Gateway, request: Request, service: str) -> Respon
         body_out = json.dumps(reply.body, ensure_ascii=False).encode()
     else:
         assert error is not None
-        error.request_id = call.request_id
-        status = error.http_status
-        body_out = (
-            error_envelope(call.request_id, service, "callback", error).model_dump_json().encode()
-        )
+        status, body_out = _envelope(call, error)
     try:
         await record(gw, call, status, error, body_out)
     except Exception:  # fail closed: the platform will send the message again
         log.exception("callback exchange record failed; refusing the reply")
         failed = InternalError("the exchange could not be recorded; send the message again")
-        failed.request_id = call.request_id
-        status = failed.http_status
-        body_out = (
-            error_envelope(call.request_id, service, "callback", failed).model_dump_json().encode()
-        )
+        status, body_out = _envelope(call, failed)
     headers = {"X-Request-ID": call.request_id}
     return Response(body_out, status_code=status, headers=headers, media_type="application/json")
 

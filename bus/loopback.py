@@ -8,8 +8,6 @@ webhook must be a real HTTP endpoint that checks the bus's signature.
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import hmac
 import json
 import socket
@@ -24,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from bus.webhooks import SECRET_PREFIX
+from bus.webhooks import signature
 
 __all__ = ["ReceivedEvent", "WebhookInbox", "serving"]
 
@@ -77,12 +75,12 @@ class WebhookInbox:
     def verify(self, headers: Any, body: bytes) -> bool:
         if self.secret is None:
             return False
-        event_id = headers.get("webhook-id", "")
-        stamp = headers.get("webhook-timestamp", "")
-        key = base64.b64decode(self.secret.removeprefix(SECRET_PREFIX))
-        signed = f"{event_id}.{stamp}.".encode() + body
-        expected = base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
-        given = [part.removeprefix("v1,") for part in headers.get("webhook-signature", "").split()]
+        try:
+            stamp = int(headers.get("webhook-timestamp", ""))
+        except ValueError:
+            return False
+        expected = signature(self.secret, headers.get("webhook-id", ""), stamp, body)
+        given = headers.get("webhook-signature", "").split()
         return any(hmac.compare_digest(expected, g) for g in given)
 
     async def _receive(self, request: Request) -> Response:

@@ -12,6 +12,7 @@ import pytest
 
 from bus.registry import AdapterRegistry, discover
 from bus.settings import Settings
+from mocks.stack import MockStack
 
 EXAMPLE_PLUGIN_DIR = Path(__file__).parent / "example_plugin"
 
@@ -135,3 +136,10 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             for leak in sorted(set(LEAKS)):
                 reporter.write_line(f"  {leak}", red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+@pytest.fixture(scope="module")
+def stack() -> Iterator[MockStack]:
+    """The six national platform mocks on loopback, once per test module that asks for them."""
+    with MockStack() as started:
+        yield started

@@ -7,7 +7,7 @@ portal as dead deliveries, and the shared login session with its renewal."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -23,12 +23,6 @@ ENV = {"DVCQG_USERNAME": "lgsp-demo", "DVCQG_PASSWORD": "dvcqg-demo-password"}
 OWNER_ID = "001099012345"
 OWNER_NAME = "Nguyễn Văn An"
 FINAL = ("delivered", "dead", "discarded")
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[MockStack]:
-    with MockStack() as started:
-        yield started
 
 
 def bus_yaml(stack: MockStack) -> str:

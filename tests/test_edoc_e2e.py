@@ -10,7 +10,7 @@ import asyncio
 import base64
 import hashlib
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -38,12 +38,6 @@ CITIZEN_NAME = "Trần Văn Bình"
 FINAL = ("delivered", "dead", "discarded")
 #: Bytes of every value, so that any mangling of the base64 on the way shows.
 DECISION = b"%PDF-1.4\n" + bytes(range(256)) + "Quyết định số 125\n".encode()
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[MockStack]:
-    with MockStack() as started:
-        yield started
 
 
 def bus_yaml(stack: MockStack) -> str:

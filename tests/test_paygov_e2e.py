@@ -5,7 +5,7 @@ the consumer's webhook as ``payment.confirmed``, once, however often PayGov repe
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,12 +26,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.live]
 PARTNER = "LGSP_DEMO"
 ENV = {"PAYGOV_TOKEN": "paygov-demo-token", "PAYGOV_SECRET": "paygov-demo-secret"}
 PAYER_ID = "001099012345"
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[MockStack]:
-    with MockStack() as started:
-        yield started
 
 
 def bus_yaml(stack: MockStack, checksum: str = "sha256") -> str:

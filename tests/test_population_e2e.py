@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import unicodedata
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -23,12 +23,6 @@ from tests.support import running
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
 ENV = {"NGSP_CONSUMER_KEY": DEMO_CONSUMER_KEY, "NGSP_CONSUMER_SECRET": DEMO_CONSUMER_SECRET}
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[MockStack]:
-    with MockStack() as started:
-        yield started
 
 
 @pytest.fixture

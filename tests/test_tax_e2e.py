@@ -5,7 +5,7 @@ however often the same notice is pushed), and the payment voucher goes back thro
 from __future__ import annotations
 
 import base64
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date
 from typing import Any
 
@@ -23,12 +23,6 @@ ENV = {"TAX_SECURITY_KEY": "tax-demo-key"}
 TAX_CODE = "8012345678"
 PAYER_ID = "001099012345"
 DOSSIER = "H12.01-261121-0007"
-
-
-@pytest.fixture(scope="module")
-def stack() -> Iterator[MockStack]:
-    with MockStack() as started:
-        yield started
 
 
 def bus_yaml(stack: MockStack) -> str:
