@@ -38,6 +38,7 @@ from bus.errors import BusError
 from bus.registry import RegistryError, discover
 from bus.security.consumers import Consumers, check_quota_key, consumer_view, key_view
 from bus.security.store import ApiKeyRecord, ConsumerRecord, Limits, SqliteConsumerStore, StoreError
+from bus.settings import Settings
 
 __all__ = ["app", "main"]
 
@@ -99,9 +100,14 @@ def serve(
         highlight=False,
         soft_wrap=True,
     )
+    run_gateway(settings, application, "bus.app:app_from_env")
+
+
+def run_gateway(settings: Settings, application: Any, factory: str) -> None:
+    """Serve ``application`` with uvicorn as ``lgsp serve`` does; with several workers each
+    worker builds its own app by calling ``factory`` (``module:function``) instead."""
     multi = settings.workers > 1
-    # Several workers each build the app from the environment; one worker serves this app.
-    target: Any = "bus.app:app_from_env" if multi else application
+    target: Any = factory if multi else application
     uvicorn.run(
         target,
         factory=multi,
