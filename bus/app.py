@@ -3,7 +3,7 @@
 Everything that can be wrong with the configuration is found here, before the app exists: a bad
 bus.yaml, an unknown adapter, a missing credential variable, two packages offering one adapter
 name. The lifespan opens the one shared HTTP client and starts the adapters; the middleware stack
-is, outermost first: request id, error envelope, then FastAPI's routing.
+is, outermost first: request id with the last-resort error envelope, then FastAPI's routing.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from bus.gateway import Gateway, build_gateway
 from bus.health import Readiness
 from bus.logging import configure_logging, get_logger
 from bus.metaservices import build_openapi, describe_service, list_services
-from bus.middleware import ErrorEnvelopeMiddleware, RequestIdMiddleware
+from bus.middleware import RequestIdMiddleware
 from bus.oauth import token_endpoint
 from bus.pipeline import field_errors_from, handle_call
 from bus.registry import AdapterRegistry, discover
@@ -352,7 +352,6 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(RequestValidationError, validation_error)
     app.openapi = lambda: _cached_openapi(app, gw)  # type: ignore[method-assign]  # FastAPI's documented override
-    app.add_middleware(ErrorEnvelopeMiddleware)
     app.add_middleware(RequestIdMiddleware)
     return app
 

@@ -33,7 +33,7 @@ from bus.resilience import CallPolicy
 from bus.security import Security
 from bus.settings import Settings
 from bus.state import SqliteStateStore, StateStore, scoped
-from bus.transport import BusAiohttpTransport
+from bus.transport import BusAiohttpTransport, BusHttpClient
 from bus.webhooks import SqliteWebhookStore, WebhookStore
 
 __all__ = ["Gateway", "ServiceRuntime", "build_gateway", "make_http_client"]
@@ -193,7 +193,7 @@ def make_http_client(
             transport = BusAiohttpTransport(limits=limits)
         else:
             transport = httpx.AsyncHTTPTransport(limits=limits)
-    client = httpx.AsyncClient(transport=transport, follow_redirects=False, trust_env=False)
+    client = BusHttpClient(transport=transport, follow_redirects=False, trust_env=False)
     # One client serves every consumer: an upstream's cookies must never ride along on the
     # next consumer's call. (The aiohttp transport keeps no cookies either: DummyCookieJar.)
     client.cookies.jar.set_policy(DefaultCookiePolicy(allowed_domains=[]))

@@ -64,12 +64,26 @@ class Redactor:
                 event[key] = self._clean(key, value)
         return event
 
+    def __init__(self) -> None:
+        #: Whether a key names a secret, per key seen: log lines repeat the same few keys.
+        self._secret_keys: dict[str, bool] = {}
+
+    def _names_secret(self, key: str) -> bool:
+        known = self._secret_keys.get(key)
+        if known is None:
+            known = self.SECRET_KEY.search(key) is not None
+            if len(self._secret_keys) < 10_000:  # bounded: keys are code, but not only
+                self._secret_keys[key] = known
+        return known
+
     def _clean(self, key: str, value: Any) -> Any:
-        if self.SECRET_KEY.search(key):
+        if self._names_secret(key):
             return "[redacted]"
         if value is None or isinstance(value, bool | float):
             return value
         if isinstance(value, int):
+            if -(10**8) < value < 10**8:  # fewer than 9 digits: no personal number's shape
+                return value
             return self._clean(key, str(value)) if self.NUMBER.fullmatch(str(value)) else value
         if isinstance(value, Mapping):
             return {str(k): self._clean(str(k), v) for k, v in value.items()}

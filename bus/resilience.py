@@ -12,6 +12,7 @@ ends the retries at once: an attempt it refuses is not an attempt worth repeatin
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -61,9 +62,7 @@ class CallPolicy:
         self.deadline = deadline
         self.retry = retry
         self.attempts = retry.attempts
-        self._stop = tenacity.stop_after_attempt(self.attempts) | tenacity.stop_before_delay(
-            deadline
-        )
+        self._stop = tenacity.stop_after_attempt(self.attempts)
         self._wait = _WaitRetryAfter(
             tenacity.wait_exponential_jitter(
                 multiplier=retry.initial_wait, max=retry.max_wait, jitter=retry.jitter
@@ -71,9 +70,11 @@ class CallPolicy:
         )
         self._retry = tenacity.retry_if_exception(_retryable)
 
-    def retrying(self, sleep: Sleep) -> tenacity.AsyncRetrying:
+    def retrying(self, sleep: Sleep, spent: float = 0.0) -> tenacity.AsyncRetrying:
+        """The retries of one call that has already spent ``spent`` seconds of its deadline."""
+        stop = self._stop | tenacity.stop_before_delay(self.deadline - spent)
         return tenacity.AsyncRetrying(
-            stop=self._stop, wait=self._wait, retry=self._retry, sleep=sleep, reraise=True
+            stop=stop, wait=self._wait, retry=self._retry, sleep=sleep, reraise=True
         )
 
 
@@ -100,9 +101,26 @@ async def run_with_policy(
         async with deadline:
             if not retry or policy.attempts == 1:
                 return await attempt()
-            async for try_ in policy.retrying(sleep):
+            # Most calls end at their first attempt: tenacity is set up only after it fails.
+            started = time.monotonic()
+            try:
+                return await attempt()
+            except Exception as exc:
+                if not _retryable(exc):
+                    raise
+                first: Exception = exc
+            replayed = False
+
+            async def again() -> T:
+                nonlocal replayed
+                if not replayed:  # tenacity's attempt 1 is the failure already seen
+                    replayed = True
+                    raise first
+                return await attempt()
+
+            async for try_ in policy.retrying(sleep, spent=time.monotonic() - started):
                 with try_:
-                    return await attempt()
+                    return await again()
     except TimeoutError as exc:
         if not deadline.expired():  # a timeout raised inside the adapter, not the deadline
             raise UpstreamTimeout("the national platform did not answer in time") from exc

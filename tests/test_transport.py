@@ -4,6 +4,8 @@ meaning (refused -> unavailable, slow -> timeout, garbage -> unavailable), never
 from __future__ import annotations
 
 import asyncio
+import base64
+import gzip
 import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -163,3 +165,68 @@ async def test_readyz_survives_hostile_upstreams(
     else:
         assert state["reachable"] is False
         assert reply.json()["status"] == "degraded"
+
+
+# -- the shared client's direct path (BusHttpClient): same behaviour as httpx's own ---------
+
+
+class Recorder:
+    """A loopback HTTP/1.1 server answering every request with ``reply`` and keeping each
+    request's head and body as received."""
+
+    def __init__(self, reply: bytes) -> None:
+        self.reply = reply
+        self.requests: list[tuple[bytes, bytes]] = []
+
+    async def __call__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except asyncio.IncompleteReadError:
+                return
+            length = 0
+            for line in head.lower().split(b"\r\n"):
+                if line.startswith(b"content-length:"):
+                    length = int(line.split(b":", 1)[1])
+            body = await reader.readexactly(length)
+            self.requests.append((head.lower(), body))
+            writer.write(self.reply)
+            await writer.drain()
+
+
+def http_reply(body: bytes, *headers: str) -> bytes:
+    lines = ["HTTP/1.1 200 OK", f"Content-Length: {len(body)}", *headers]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
+
+
+async def test_post_body_reaches_upstream_and_gzip_reply_is_decoded() -> None:
+    server = Recorder(http_reply(gzip.compress(b'{"ok": true}'), "Content-Encoding: gzip"))
+    async with raw_server(server) as port, make_http_client(Settings()) as client:
+        reply = await client.post(f"http://127.0.0.1:{port}/x", json={"so": "it is"})
+    assert reply.json() == {"ok": True}
+    assert reply.request.url.path == "/x"
+    head, body = server.requests[0]
+    assert head.startswith(b"post /x http/1.1")
+    assert body == b'{"so":"it is"}'
+
+
+async def test_upstream_cookie_never_rides_on_the_next_call() -> None:
+    """One client serves every consumer: a Set-Cookie from one call is not sent on the next."""
+    server = Recorder(http_reply(b"{}", "Set-Cookie: session=consumer-a"))
+    async with raw_server(server) as port, make_http_client(Settings()) as client:
+        await client.get(f"http://127.0.0.1:{port}/a")
+        await client.get(f"http://127.0.0.1:{port}/b")
+    assert len(server.requests) == 2
+    assert b"cookie" not in server.requests[1][0]
+
+
+async def test_auth_flow_and_streaming_still_work() -> None:
+    """Calls that need httpx's machinery (an auth flow, a streamed reply) take its path."""
+    server = Recorder(http_reply(b"streamed body"))
+    async with raw_server(server) as port, make_http_client(Settings()) as client:
+        await client.post(f"http://127.0.0.1:{port}/token", auth=("client", "secret"))
+        async with client.stream("GET", f"http://127.0.0.1:{port}/big") as reply:
+            chunks = [chunk async for chunk in reply.aiter_bytes()]
+    expected = base64.b64encode(b"client:secret").lower()
+    assert b"authorization: basic " + expected in server.requests[0][0]
+    assert b"".join(chunks) == b"streamed body"

@@ -14,7 +14,7 @@ reach an upstream while the log cannot be written.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal, Protocol
 
@@ -68,18 +68,29 @@ class Exchange:
     detail: Mapping[str, Any] | None = None
 
 
-#: What may be written to an application log: never bodies nor citizen ids.
-_PRIVATE = frozenset({"request_body", "reply_body", "subjects", "detail"})
-_FIELDS = tuple(f.name for f in fields(Exchange) if f.name not in _PRIVATE)
+#: What the access line of an exchange carries: what an operator looks for, no body and no
+#: citizen id. The exchange record holds the rest (times, upstream message digests).
+ACCESS_FIELDS = (
+    "request_id",
+    "kind",
+    "consumer",
+    "service",
+    "operation",
+    "outcome",
+    "http_status",
+    "error_code",
+    "attempts",
+    "duration_ms",
+    "request_bytes",
+    "reply_bytes",
+    "replayed",
+    "delivery_id",
+)
 
 
 def exchange_fields(exchange: Exchange) -> dict[str, Any]:
-    """The fields of ``exchange`` an application log may carry (no body, no citizen id)."""
-    values = {name: getattr(exchange, name) for name in _FIELDS}
-    for name, value in values.items():
-        if isinstance(value, datetime):
-            values[name] = value.isoformat()
-    return values
+    """The fields of ``exchange``'s access line (no body, no citizen id)."""
+    return {name: getattr(exchange, name) for name in ACCESS_FIELDS}
 
 
 class ExchangeRecorder(Protocol):

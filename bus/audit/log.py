@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
 
@@ -28,6 +27,7 @@ from bus.audit.record import NewRecord
 from bus.audit.sqlite_store import SqliteAuditStore
 from bus.audit.store import AuditStore
 from bus.errors import InternalError
+from bus.ids import random_uuid
 from bus.settings import Settings
 
 __all__ = ["AuditLog", "AuditWriteError", "open_audit"]
@@ -100,7 +100,7 @@ class AuditLog:
 
     def build(self, exchange: Exchange) -> NewRecord:
         """The record of ``exchange``: digests, blind indexes, encrypted bodies."""
-        record_id = str(uuid.uuid4())
+        record_id = random_uuid()
         keys = self.keys
         body = None
         if exchange.capture == "full" and (exchange.request_body or exchange.reply_body):

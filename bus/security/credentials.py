@@ -17,6 +17,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ __all__ = [
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1}
 API_KEY_PREFIX = "lgsp"
 LEEWAY = 5  # seconds of clock skew tolerated between gateway processes
+#: How many verified access tokens a process remembers (see TokenSigner.verify).
+VERIFIED_TOKENS = 10_000
 
 
 def new_client_secret() -> str:
@@ -125,6 +128,10 @@ class TokenSigner:
         self.issuer = issuer
         self.audience = audience
         self.lifetime = lifetime
+        #: Tokens whose signature and claims were checked: token -> (claims, exp, iat). A
+        #: service sends the same token on every call of its lifetime, so the HMAC and the
+        #: JSON of the token are checked once; the times are checked on every call.
+        self._verified: dict[str, tuple[TokenClaims, float, float]] = {}
 
     def issue(self, consumer_id: str, scopes: frozenset[str], now: int) -> tuple[str, int]:
         """A signed token for ``consumer_id`` and its lifetime in seconds."""
@@ -142,6 +149,21 @@ class TokenSigner:
 
     def verify(self, token: str, now: float) -> TokenClaims:
         """The claims of a valid token; times are checked against ``now`` (the bus's clock)."""
+        known = self._verified.get(token)
+        if known is None:
+            known = self._decode(token)
+            if len(self._verified) >= VERIFIED_TOKENS:  # bounded: forget the oldest
+                del self._verified[next(iter(self._verified))]
+            self._verified[token] = known
+        claims, expires, issued = known
+        if now >= expires + LEEWAY:
+            raise TokenError("the access token has expired")
+        if issued > now + LEEWAY:
+            raise TokenError("the access token is not valid yet")
+        return claims
+
+    def _decode(self, token: str) -> tuple[TokenClaims, float, float]:
+        """The claims of a token whose signature, algorithm, audience and issuer are right."""
         try:
             claims = jwt.decode(
                 token,
@@ -168,14 +190,13 @@ class TokenSigner:
             expires, issued = float(claims["exp"]), float(claims["iat"])
         except (TypeError, ValueError) as exc:
             raise TokenError("the access token is malformed") from exc
-        if now >= expires + LEEWAY:
-            raise TokenError("the access token has expired")
-        if issued > now + LEEWAY:
-            raise TokenError("the access token is not valid yet")
+        if not (math.isfinite(expires) and math.isfinite(issued)):
+            raise TokenError("the access token is malformed")
         scope = claims.get("scope", "")
-        return TokenClaims(
+        verified = TokenClaims(
             consumer_id=str(claims["sub"]),
             scopes=frozenset(str(scope).split()) if isinstance(scope, str) else frozenset(),
-            expires_at=int(claims["exp"]),
+            expires_at=int(expires),
             token_id=str(claims["jti"]),
         )
+        return verified, expires, issued
