@@ -14,7 +14,7 @@ import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bus.errors import InternalError, error_envelope
-from bus.ids import random_uuid
+from bus.ids import new_id
 
 __all__ = ["REQUEST_ID_PATTERN", "RequestIdMiddleware", "request_id_of"]
 
@@ -48,7 +48,7 @@ class RequestIdMiddleware:
             if name == b"x-request-id":
                 sent = value.decode("latin-1")
                 break
-        request_id = sent if sent and REQUEST_ID_PATTERN.fullmatch(sent) else random_uuid()
+        request_id = sent if sent and REQUEST_ID_PATTERN.fullmatch(sent) else new_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("ascii"))
         started = False

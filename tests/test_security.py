@@ -248,6 +248,36 @@ async def test_expired_and_wrong_audience_tokens(bus: Bus) -> None:
     assert bus.upstream.call_count == 0
 
 
+async def test_a_token_accepted_once_is_still_refused_once_expired(bus: Bus) -> None:
+    """A verified token is remembered, but its times are checked on every call: the same
+    token that was accepted is refused once it has expired."""
+    _, secret = await bus.consumers.create("app", "App", rights=["land/*"])
+    async with running(bus.app) as client:
+        token = (await get_token(client, "app", secret)).json()["access_token"]
+        first = await lookup(client, authorization=f"Bearer {token}")
+        bus.clock.t += 300 + 6  # the token's lifetime and the tolerated skew
+        later = await lookup(client, authorization=f"Bearer {token}")
+    assert first.status_code == 200, first.text
+    assert later.status_code == 401
+    assert "expired" in later.json()["error"]["message"]
+
+
+def test_verified_tokens_are_remembered_within_a_bound() -> None:
+    """The memory of verified tokens is bounded; a forgotten token is simply checked again."""
+    from bus.security import credentials
+
+    signer = TokenSigner(b"k" * 32, "lgsp-bus", "lgsp-bus", 300)
+    tokens = [signer.issue(f"c{i}", SCOPE, 1000)[0] for i in range(credentials.VERIFIED_TOKENS + 5)]
+    for token in tokens:
+        signer.verify(token, 1001)
+    assert len(signer._verified) == credentials.VERIFIED_TOKENS
+    assert signer.verify(tokens[0], 1001).consumer_id == "c0"  # forgotten, checked again
+    head, claims, signature = tokens[1].split(".")
+    forged = ".".join((head, claims, ("B" if signature[0] == "A" else "A") + signature[1:]))
+    with pytest.raises(credentials.TokenError, match="signature"):
+        signer.verify(forged, 1001)
+
+
 async def test_suspended_consumer_is_refused_within_the_cache_time(bus: Bus) -> None:
     """Suspending a consumer stops its valid token (after the few-second consumer cache) and
     its token requests at once."""

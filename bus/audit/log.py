@@ -27,7 +27,7 @@ from bus.audit.record import NewRecord
 from bus.audit.sqlite_store import SqliteAuditStore
 from bus.audit.store import AuditStore
 from bus.errors import InternalError
-from bus.ids import random_uuid
+from bus.ids import new_id
 from bus.settings import Settings
 
 __all__ = ["AuditLog", "AuditWriteError", "open_audit"]
@@ -100,7 +100,7 @@ class AuditLog:
 
     def build(self, exchange: Exchange) -> NewRecord:
         """The record of ``exchange``: digests, blind indexes, encrypted bodies."""
-        record_id = random_uuid()
+        record_id = new_id()
         keys = self.keys
         body = None
         if exchange.capture == "full" and (exchange.request_body or exchange.reply_body):
