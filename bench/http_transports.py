@@ -3,7 +3,8 @@
 The bus sends every upstream call through one shared ``httpx.AsyncClient`` built by
 ``bus.gateway.make_http_client``; ``Settings.http_transport`` picks its transport. This script
 measures GET throughput of that exact client with ``http_transport="httpx"`` (httpx's own
-connection pool) and ``http_transport="aiohttp"`` (httpx-aiohttp), with a raw
+connection pool) and ``http_transport="aiohttp"`` (httpx-aiohttp), the same transport under a
+plain ``httpx.AsyncClient`` (what the bus's ``BusHttpClient`` saves), with a raw
 ``aiohttp.ClientSession`` as the ceiling, against a fixed ~100-byte JSON reply served by uvicorn
 from a separate process on a free loopback port.
 
@@ -43,8 +44,11 @@ from rich.table import Table
 
 from bus.gateway import make_http_client
 from bus.settings import Settings
+from bus.transport import BusAiohttpTransport
 
-CLIENTS = ("httpx-default", "httpx-aiohttp", "aiohttp-raw")
+LIMITS = httpx.Limits(max_connections=Settings().http_max_connections)
+
+CLIENTS = ("httpx-default", "httpx-aiohttp-plain", "httpx-aiohttp", "aiohttp-raw")
 WARMUP_SECONDS = 0.5
 BODY = json.dumps(
     {
@@ -114,8 +118,12 @@ async def open_client(name: str, url: str) -> AsyncIterator[Fetch]:
 
             yield fetch_raw
         return
-    transport = "aiohttp" if name == "httpx-aiohttp" else "httpx"
-    async with make_http_client(Settings(http_transport=transport)) as client:
+    settings = Settings(http_transport="httpx" if name == "httpx-default" else "aiohttp")
+    bus_client = make_http_client(settings)
+    if name == "httpx-aiohttp-plain":  # the same transport under a plain httpx.AsyncClient
+        await bus_client.aclose()
+        bus_client = httpx.AsyncClient(transport=BusAiohttpTransport(limits=LIMITS))
+    async with bus_client as client:
 
         async def fetch() -> bytes:
             resp = await client.get(url)
@@ -174,6 +182,13 @@ def report(results: Results, levels: list[int], console: Console) -> None:
             )  # fmt: skip
         table.add_section()
     console.print(table)
+    plain = {c: results["httpx-aiohttp-plain", c][0] for c in levels}
+    lean = {c: results["httpx-aiohttp", c][0] / plain[c] for c in levels}
+    console.print(
+        "the bus's client (BusHttpClient) / a plain httpx.AsyncClient on the same transport = "
+        + ", ".join(f"{lean[c]:.2f} at {c}" for c in levels),
+        soft_wrap=True,
+    )
     ratios = {c: results["httpx-aiohttp", c][0] / results["httpx-default", c][0] for c in levels}
     shown = ", ".join(f"{ratio:.2f}x at C={c}" for c, ratio in ratios.items())
     if all(ratio > 1 for ratio in ratios.values()):
