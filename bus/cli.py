@@ -114,6 +114,7 @@ def run_gateway(settings: Settings, application: Any, factory: str) -> None:
         workers=settings.workers if multi else None,
         host=settings.host,
         port=settings.port,
+        backlog=settings.backlog,
         access_log=False,  # the exchange record is the access log
         log_level=settings.log_level,
         log_config=None,  # uvicorn's loggers go through the bus's structlog configuration

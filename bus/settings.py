@@ -107,6 +107,13 @@ class Settings(BaseSettings):
         ge=0,
         description="On SIGTERM, how long in-flight calls and deliveries may take to finish.",
     )
+    backlog: int = Field(
+        default=4096,
+        ge=64,
+        description="Connections the listening socket queues before they are accepted (the "
+        "kernel caps it at net.core.somaxconn): a burst of callers larger than this waits "
+        "for SYN retransmits, a second or more.",
+    )
     http_max_connections: int = Field(default=200, ge=1)
     http_keepalive_seconds: float = Field(default=30.0, gt=0)
 
