@@ -93,8 +93,14 @@ class Log:
         finally:
             db.close()
 
-    async def verify(self, keys: AuditKeys | None = None) -> VerifyReport:
-        return await self.store.verify(trusted=frozenset({(keys or self.keys).public_key}))
+    async def verify(
+        self, keys: AuditKeys | None = None, *, citizen_index: bool = True
+    ) -> VerifyReport:
+        """verify, with the citizen index checked too unless told otherwise (every tampering
+        with the records must be named the same either way)."""
+        return await self.store.verify(
+            trusted=frozenset({(keys or self.keys).public_key}), citizen_index=citizen_index
+        )
 
     async def problem(self) -> Problem:
         report = await self.verify()
@@ -563,3 +569,131 @@ async def test_a_copy_of_a_record_long_before_is_named_where_it_was_put(
         assert f"position {position} holds record 5" in problem.detail
     finally:
         await store.close()
+
+
+# -- the citizen index ------------------------------------------------------------------------
+# Record n is about the citizen whose blind index is subject(n % 7) (see rec()).
+
+
+def subject(n: int) -> str:
+    return f"{n % 7:064x}"
+
+
+async def test_an_entry_removed_from_the_citizen_index_is_named(log: Log) -> None:
+    """Removing a record's entry hides the exchange from a search for that citizen while the
+    chain is intact: verify compares the index with the subjects each record's data names."""
+    with log.file() as db:
+        db.execute("DELETE FROM audit_subjects WHERE seq = 23")
+
+    problem = await log.problem()
+    assert (problem.kind, problem.seq, problem.id) == ("modified", 23, id_of(23))
+    assert "citizen index" in problem.detail
+    assert "missing" in problem.detail
+    assert subject(23) not in problem.detail  # a blind index is not spelt out
+    # Only when asked: the default verify checks the chain alone.
+    assert (await log.verify(citizen_index=False)).ok
+
+
+async def test_an_entry_added_to_the_citizen_index_is_named(log: Log) -> None:
+    with log.file() as db:
+        db.execute("INSERT INTO audit_subjects (subject, seq) VALUES (?, 23)", (subject(24),))
+
+    problem = await log.problem()
+    assert (problem.kind, problem.seq, problem.id) == ("modified", 23, id_of(23))
+    assert "does not name" in problem.detail
+
+
+async def test_an_entry_moved_to_another_citizen_is_named(log: Log) -> None:
+    with log.file() as db:
+        db.execute("UPDATE audit_subjects SET subject = ? WHERE seq = 31", ("f" * 64,))
+
+    problem = await log.problem()
+    assert (problem.kind, problem.seq, problem.id) == ("modified", 31, id_of(31))
+
+
+async def test_an_emptied_citizen_index_is_named_at_the_first_record(log: Log) -> None:
+    with log.file() as db:
+        db.execute("DELETE FROM audit_subjects")
+
+    problem = await log.problem()
+    assert (problem.kind, problem.seq) == ("modified", 1)
+
+
+@pytest.mark.parametrize("seq", [51, 1000])
+async def test_an_entry_for_a_record_the_log_does_not_hold_is_named(log: Log, seq: int) -> None:
+    """It would file a record appended later under a citizen it is not about."""
+    with log.file() as db:
+        db.execute("INSERT INTO audit_subjects (subject, seq) VALUES (?, ?)", (subject(1), seq))
+
+    problem = await log.problem()
+    assert (problem.kind, problem.seq, problem.id) == ("inserted", seq, None)
+    assert "citizen index" in problem.detail
+
+
+async def test_an_entry_left_for_a_purged_record_is_named(log: Log) -> None:
+    await purged(log)
+    with log.file() as db:
+        db.execute("INSERT INTO audit_subjects (subject, seq) VALUES (?, 5)", (subject(5),))
+
+    problem = await log.problem()
+    assert (problem.kind, problem.seq) == ("inserted", 5)
+
+
+async def test_the_first_problem_is_named_whether_of_the_chain_or_of_the_index(log: Log) -> None:
+    with log.file() as db:
+        db.execute("DELETE FROM audit_subjects WHERE seq = 12")
+        db.execute("UPDATE audit_records SET consumer = 'app-innocent' WHERE seq = 31")
+    problem = await log.problem()
+    assert (problem.kind, problem.seq) == ("modified", 12)
+    assert "citizen index" in problem.detail
+
+    with log.file() as db:
+        db.execute("UPDATE audit_records SET consumer = 'app-innocent' WHERE seq = 9")
+    problem = await log.problem()
+    assert (problem.kind, problem.seq) == ("modified", 9)
+    assert "consumer column" in problem.detail
+
+
+async def test_a_record_added_with_its_index_entry_is_still_an_insertion(log: Log) -> None:
+    """The chain's own finding wins over the index's at the same record."""
+    data = data_of(log.row(7))
+    data.update(seq=N + 1, id="ex_forged", subjects=[subject(3)])
+    with log.file() as db:
+        put(db, N + 1, data, log.row(N)["hash"])
+
+    problem = await log.problem()
+    assert (problem.kind, problem.seq) == ("inserted", 51)
+    assert "signed head" in problem.detail
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 7, 49])
+@pytest.mark.parametrize(
+    "tamper",
+    [
+        "DELETE FROM audit_subjects WHERE seq = 23",
+        "UPDATE audit_records SET end_user = 'x' WHERE seq = 23",
+        "UPDATE audit_records SET data = replace(data, 'lookup', 'lookuq') WHERE seq = 23",
+        "DELETE FROM audit_records WHERE seq = 23",
+        "DELETE FROM audit_checkpoints WHERE seq = 30",
+    ],
+)
+async def test_the_same_problem_is_named_however_the_rows_are_read(
+    log: Log, monkeypatch: pytest.MonkeyPatch, chunk: int, tamper: str
+) -> None:
+    """verify reads rows in chunks and checks the good ones on a fast path: where a chunk ends
+    does not change what it finds."""
+    with log.file() as db:
+        db.execute(tamper)
+    expected = await log.verify()
+    without_index = await log.verify(citizen_index=False)
+    monkeypatch.setattr("bus.audit.sqlite_store.CHUNK", chunk)
+
+    assert await log.verify() == expected
+    assert await log.verify(citizen_index=False) == without_index
+    if "checkpoints" in tamper:
+        assert expected.ok
+    else:
+        assert expected.problem is not None
+        assert expected.problem.seq == 23
+    if "audit_records" in tamper:
+        assert without_index == expected
