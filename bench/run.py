@@ -1743,10 +1743,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def raise_fd_limit() -> None:
-    """The slow burst needs ~2 descriptors per call in the bus: raise the soft limit that the
-    children inherit, up to the hard one."""
+    """The slow burst needs 2 descriptors per call in the bus (one in, one to the upstream):
+    raise the soft limit that the children inherit, up to the hard one."""
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    wanted = 4 * SLOW_CALLS + 1000
+    wanted = 2 * SLOW_CALLS + 2000
     if soft != resource.RLIM_INFINITY and soft < wanted:
         new = wanted if hard == resource.RLIM_INFINITY else min(wanted, hard)
         with contextlib.suppress(ValueError, OSError):
