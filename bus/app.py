@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
 import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -148,6 +149,8 @@ def create_app(
         app.state.delivery_worker = worker
         await purge_expired_keys(gw)  # at start, then hourly
         housekeeping = asyncio.create_task(_housekeeping(gw), name="lgsp-housekeeping")
+        if settings.gc_freeze:
+            tune_gc()
         try:
             yield
         finally:
@@ -399,6 +402,22 @@ async def make_signer(settings: Settings, store: ConsumerStore) -> TokenSigner:
     return TokenSigner(
         key.encode(), settings.token_issuer, settings.token_audience, settings.token_lifetime
     )
+
+
+#: gc.set_threshold once started: the youngest generation is collected every 10,000 container
+#: allocations instead of 700 (each call allocates a few thousand, nearly all freed by reference
+#: counting); the older ones as often as by default, relative to it.
+GC_THRESHOLD = (10_000, 20, 20)
+
+
+def tune_gc() -> None:
+    """Set the garbage collector for serving: what start-up built (modules, the app, the
+    adapters' WSDLs) lives as long as the process, so it is moved out of the collector's scans
+    (after a full collection, so nothing unreachable is kept), and the youngest generation is
+    collected less often. Together some 10% less CPU per call (bench/run.py, same run)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLD)
 
 
 def app_from_env() -> FastAPI:

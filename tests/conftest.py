@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,6 +16,11 @@ from bus.settings import Settings
 from mocks.stack import MockStack
 
 EXAMPLE_PLUGIN_DIR = Path(__file__).parent / "example_plugin"
+
+# A served gateway freezes its start-up objects out of the garbage collector's reach
+# (bus.app.tune_gc). This process starts hundreds of apps and throws them away: frozen, their
+# cycles would never be collected. tests/test_serving.py turns it on where it is the subject.
+os.environ.setdefault("LGSP_GC_FREEZE", "false")
 
 
 @pytest.fixture

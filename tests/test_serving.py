@@ -1,0 +1,57 @@
+"""What a served gateway process sets up for itself once started: the garbage collector."""
+
+from __future__ import annotations
+
+import gc
+from collections.abc import Callable, Iterator
+
+import pytest
+
+from bus import create_app
+from bus.app import GC_THRESHOLD
+from bus.settings import Settings
+from tests.support import running
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def gc_state() -> Iterator[None]:
+    """Put the collector back as it was: the tests below change it for the whole process."""
+    threshold = gc.get_threshold()
+    yield
+    gc.unfreeze()
+    gc.set_threshold(*threshold)
+
+
+async def test_started_gateway_freezes_start_up_objects(
+    settings_for: Callable[..., Settings], gc_state: None
+) -> None:
+    """With gc_freeze (the default of a served gateway), what start-up built is out of the
+    collector's scans and the youngest generation is collected less often."""
+    gc.unfreeze()
+    app = create_app(settings_for("version: 1\n", gc_freeze=True))
+    async with running(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == GC_THRESHOLD
+
+
+async def test_gc_freeze_off_leaves_the_collector_alone(
+    settings_for: Callable[..., Settings], gc_state: None
+) -> None:
+    gc.unfreeze()
+    gc.set_threshold(700, 10, 10)
+    app = create_app(settings_for("version: 1\n", gc_freeze=False))
+    async with running(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert gc.get_freeze_count() == 0
+        assert gc.get_threshold() == (700, 10, 10)
+
+
+def test_gc_freeze_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' process turns it off (conftest); a deployment gets it unless it says no."""
+    monkeypatch.delenv("LGSP_GC_FREEZE", raising=False)
+    assert Settings().gc_freeze is True
+    monkeypatch.setenv("LGSP_GC_FREEZE", "false")
+    assert Settings().gc_freeze is False
