@@ -299,6 +299,25 @@ def test_verify_names_the_changed_record_and_exits_1(lgsp: Lgsp, built: Built) -
     assert "Traceback" not in plain.output
 
 
+def test_verify_index_finds_a_removed_citizen_entry(lgsp: Lgsp, built: Built) -> None:
+    """Deleting a citizen index entry hides an exchange from that citizen's search without
+    touching the chain: plain verify passes, verify --index names the record and exits 1."""
+    assert _json(lgsp("verify", "--index", "--json"))["ok"] is True
+    with closing(sqlite3.connect(built.settings.audit_file())) as db, db:
+        (seq,) = db.execute("SELECT min(seq) FROM audit_subjects").fetchone()
+        db.execute("DELETE FROM audit_subjects WHERE seq = ?", (seq,))
+    assert lgsp("verify").exit_code == 0
+    result = lgsp("verify", "--index", "--json")
+    assert result.exit_code == 1, result.output
+    problem = json.loads(result.stdout)["problem"]
+    assert problem["seq"] == seq
+    assert "citizen index" in problem["detail"]
+    plain = lgsp("verify", "--index")
+    assert plain.exit_code == 1
+    assert f"record {seq} (rec-{seq:04d})" in plain.output
+    assert "citizens missing" in plain.output
+
+
 def test_stats(lgsp: Lgsp, built: Built) -> None:
     rows = _json(lgsp("stats", "--until", "2026-11-02", "--json"))
     by_service = {row["service"]: row for row in rows}

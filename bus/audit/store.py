@@ -185,9 +185,14 @@ class AuditStore(Protocol):
         ...
 
     async def verify(
-        self, *, trusted: frozenset[str], progress: Progress | None = None
+        self,
+        *,
+        trusted: frozenset[str],
+        progress: Progress | None = None,
+        citizen_index: bool = False,
     ) -> VerifyReport:
-        """Check the whole chain (from its anchor, if purged) in one snapshot."""
+        """Check the whole chain (from its anchor, if purged) in one snapshot; with
+        ``citizen_index``, also that the citizen index matches what each record names."""
         ...
 
     async def seq_range(self, since: str | None, until: str | None) -> tuple[int, int] | None:
