@@ -16,6 +16,7 @@ from urllib.parse import parse_qs, quote
 import httpx
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
+from httpx_aiohttp import AiohttpTransport
 from pydantic import BaseModel, ConfigDict, Field
 
 from mocks.faults import install_faults
@@ -120,7 +121,9 @@ def create_app(
     transport: httpx.AsyncBaseTransport | None = None,
 ) -> FastAPI:
     """The NGSP mock. ``clock`` drives token expiry and throttle windows; ``transport`` (tests)
-    replaces the network under the one backend client opened by the lifespan."""
+    replaces the network under the one backend client opened by the lifespan. By default that
+    client runs on aiohttp (httpx-aiohttp): httpx's own pool made the mock, not the bus, the
+    bound of bench/run.py's SOAP scenario."""
     settings = settings or NgspSettings()
     tokens = TokenStore(settings.expires_in, clock)
     throttle = FixedWindowThrottle(settings.throttle_per_minute, clock)
@@ -130,7 +133,9 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with httpx.AsyncClient(
-            transport=transport, timeout=settings.backend_timeout, trust_env=False
+            transport=transport or AiohttpTransport(),
+            timeout=settings.backend_timeout,
+            trust_env=False,
         ) as client:
             # One client serves every consumer: keep no backend cookies between calls.
             client.cookies.jar.set_policy(DefaultCookiePolicy(allowed_domains=[]))
