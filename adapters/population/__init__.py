@@ -27,6 +27,7 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,6 +117,16 @@ class _BearerPlugin(zeep.plugins.Plugin):
         return envelope, http_headers
 
 
+@dataclass(frozen=True, slots=True)
+class _SoapReply:
+    """A SOAP reply as zeep's ``process_reply`` reads it."""
+
+    content: bytes
+    status_code: int
+    headers: httpx.Headers
+    encoding: str | None
+
+
 class SharedClientTransport(zeep.transports.AsyncTransport):
     """zeep's async transport on the bus's shared httpx client.
 
@@ -150,6 +161,13 @@ class SharedClientTransport(zeep.transports.AsyncTransport):
 
     async def aclose(self) -> None:
         """The shared client belongs to the bus, which closes it."""
+
+    def new_response(self, response: httpx.Response) -> _SoapReply:
+        """What zeep reads of a reply. zeep's own conversion also builds the reply's cookie jar,
+        some 5% of a SOAP call here, which nothing reads (one client serves every consumer)."""
+        return _SoapReply(
+            response.content, response.status_code, response.headers, response.encoding
+        )
 
     async def post(self, address: str, message: bytes, headers: dict[str, str]) -> httpx.Response:
         response = await self.client.post(
