@@ -120,6 +120,14 @@ class Settings(BaseSettings):
         "(gc.freeze) and collect the youngest generation every 10,000 allocations instead of "
         "700: some 10% less CPU per call in bench/run.py.",
     )
+    switch_interval_ms: float = Field(
+        default=0.2,
+        gt=0,
+        le=100,
+        description="Once started, sys.setswitchinterval: how long a thread waiting for the "
+        "GIL (the exchange log's writer, back from a commit) waits for a busy event loop to "
+        "let go of it. Python's default is 5 ms; every call waits for its record's commit.",
+    )
     http_max_connections: int = Field(default=200, ge=1)
     http_keepalive_seconds: float = Field(default=30.0, gt=0)
 

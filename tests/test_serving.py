@@ -1,8 +1,10 @@
-"""What a served gateway process sets up for itself once started: the garbage collector."""
+"""What a served gateway process sets up for itself once started: the garbage collector and
+the GIL's switch interval."""
 
 from __future__ import annotations
 
 import gc
+import sys
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -18,10 +20,11 @@ pytestmark = pytest.mark.anyio
 @pytest.fixture
 def gc_state() -> Iterator[None]:
     """Put the collector back as it was: the tests below change it for the whole process."""
-    threshold = gc.get_threshold()
+    threshold, interval = gc.get_threshold(), sys.getswitchinterval()
     yield
     gc.unfreeze()
     gc.set_threshold(*threshold)
+    sys.setswitchinterval(interval)
 
 
 async def test_started_gateway_freezes_start_up_objects(
@@ -47,6 +50,23 @@ async def test_gc_freeze_off_leaves_the_collector_alone(
         assert (await client.get("/healthz")).status_code == 200
         assert gc.get_freeze_count() == 0
         assert gc.get_threshold() == (700, 10, 10)
+
+
+async def test_switch_interval_is_set_once_started(
+    settings_for: Callable[..., Settings], gc_state: None
+) -> None:
+    sys.setswitchinterval(0.005)
+    app = create_app(settings_for("version: 1\n", switch_interval_ms=0.5))
+    assert sys.getswitchinterval() == pytest.approx(0.005)  # not before the app starts
+    async with running(app) as client:
+        assert (await client.get("/healthz")).status_code == 200
+        assert sys.getswitchinterval() == pytest.approx(0.0005)
+
+
+def test_switch_interval_defaults_to_a_fifth_of_a_millisecond() -> None:
+    assert Settings().switch_interval_ms == 0.2
+    with pytest.raises(ValueError, match="switch_interval_ms"):
+        Settings(switch_interval_ms=0)
 
 
 def test_gc_freeze_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,7 @@ from fastapi import FastAPI
 from starlette.requests import Request
 from starlette.responses import Response
 
-from bus.app import tune_gc
+from bus.app import tune_runtime
 from bus.cli import run_gateway
 from bus.gateway import make_http_client
 from bus.settings import Settings
@@ -56,8 +56,7 @@ def create(upstream: str, settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         nonlocal client
         client = make_http_client(settings)
-        if settings.gc_freeze:
-            tune_gc()  # as the bus does: the comparison is of the work per call
+        tune_runtime(settings)  # as the bus does: the comparison is of the work per call
         try:
             yield
         finally:
