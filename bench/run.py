@@ -533,6 +533,18 @@ def median_cell(rounds: list[Cell]) -> Cell:
     return chosen
 
 
+def wait_idle(root: int, timeout: float = 5.0, step: float = 0.1) -> None:
+    """Until the process tree under test uses under 5% of a core over ``step`` seconds."""
+    deadline = time.monotonic() + timeout
+    before = tree_cpu_seconds(root)
+    while time.monotonic() < deadline:
+        time.sleep(step)
+        now = tree_cpu_seconds(root)
+        if now - before < 0.05 * step:
+            return
+        before = now
+
+
 def measure(
     target: Target, connections: int, duration: float, warmup: float, loadgen: LoadGen
 ) -> Cell:
@@ -540,6 +552,10 @@ def measure(
     with RssSampler(target.root) as rss:
         if warmup > 0:
             cell.warmup_errors = loadgen.run(target, connections, warmup).error_count
+            # The load generator closes its connections with calls in flight, which the
+            # server finishes anyway; measured at once, the next run's connections would find
+            # them still there (a bus sheds past its bulkhead) and pay for their CPU.
+            wait_idle(target.root)
         cpu_before = tree_cpu_seconds(target.root)
         stats = loadgen.run(target, connections, duration)
         cpu_used = tree_cpu_seconds(target.root) - cpu_before

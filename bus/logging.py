@@ -44,6 +44,10 @@ class Redactor:
     SAFE_KEYS = frozenset(
         {
             "request_id",
+            # the exchange record's id (a UUID the bus makes) and number: an operator looks the
+            # record up by them, and a UUID's hex can hold a run of digits shaped like a phone
+            "record_id",
+            "seq",
             "timestamp",
             "level",
             "logger",

@@ -85,3 +85,13 @@ def test_redactor_keeps_correlation_fields_and_masks_objects() -> None:
         assert needle not in text, needle
     assert out["consumer_key"] == "[redacted]"
     assert out["session"] == "[redacted]"
+
+
+def test_redactor_keeps_the_exchange_record_id_searchable() -> None:
+    """A record id is a UUID the bus makes; its hex may hold a run of digits that looks like a
+    phone number, which must not be masked: the access line is how an operator finds it."""
+    record_id = "01a1ffc6-4eca-7d12-8345-678912c4f516"
+    out = Redactor()(None, "info", {"event": "exchange", "record_id": record_id, "seq": 123456789})
+    assert out["record_id"] == record_id
+    assert out["seq"] == 123456789
+    assert Redactor()(None, "info", {"other_id": record_id})["other_id"] != record_id
