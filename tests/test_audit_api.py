@@ -320,6 +320,28 @@ async def test_a_record_without_body_and_an_unknown_id(bus: Bus) -> None:
     _error(await bus.get("/exchanges/" + "x" * 300), 404, "client.not_found")
 
 
+async def test_verify_index_finds_a_removed_citizen_entry(bus: Bus) -> None:
+    """POST /verify?index=true also checks the citizen index: an entry deleted from it hides
+    the exchange from that citizen's search without breaking the chain."""
+    await bus.seed(request_id="about-a-citizen", subjects=(CITIZEN,))
+    url = "/v1/audit/verify"
+    headers = _bearer(bus.auditor_key)
+    assert _ok(await bus.client.post(url, params={"index": "true"}, headers=headers))["ok"]
+    with sqlite3.connect(bus.settings.audit_file()) as db:
+        db.execute("DELETE FROM audit_subjects")
+    db.close()
+    assert _ok(await bus.client.post(url, headers=headers))["ok"] is True  # the chain holds
+    report = _ok(await bus.client.post(url, params={"index": "true"}, headers=headers))
+    assert report["ok"] is False
+    assert "citizen index" in report["problem"]["detail"]
+    error = _error(
+        await bus.client.post(url, params={"index": "yes"}, headers=headers),
+        400,
+        "client.bad_request",
+    )
+    assert "index" in json.dumps(error)
+
+
 async def test_verify(bus: Bus) -> None:
     """POST /verify checks the whole chain against the gateway's signing key; a record
     changed in the file is found and named."""
