@@ -418,6 +418,15 @@ async def test_query_cursor_pages_through_without_gaps_or_repeats(
     assert await store.query(AuditQuery(), limit=0) == []
 
 
+async def query_plan(store: SqliteAuditStore, query: AuditQuery) -> str:
+    """SQLite's plan for a page of ``query``, its steps joined with "; "."""
+    sql, params = _query_sql(query, None)
+    plan = await store._run(
+        lambda db: db.execute("EXPLAIN QUERY PLAN " + sql, (*params, 10)).fetchall()
+    )
+    return "; ".join(str(row[-1]) for row in plan)
+
+
 @pytest.mark.parametrize(
     ("query", "index"),
     [
@@ -436,11 +445,7 @@ async def test_queries_are_served_by_indexes(
     store: SqliteAuditStore, query: AuditQuery, index: str
 ) -> None:
     await seed_queries(store)
-    sql, params = _query_sql(query, None)
-    plan = await store._run(
-        lambda db: db.execute("EXPLAIN QUERY PLAN " + sql, (*params, 10)).fetchall()
-    )
-    text = "; ".join(str(row[-1]) for row in plan)
+    text = await query_plan(store, query)
     assert index in text
     assert "SCAN audit_records" not in text
 
@@ -458,11 +463,7 @@ async def test_newest_records_of_a_consumer_or_an_operation_need_no_sort(
     """The page is read from an index already in seq order: 50 of a million records of one
     consumer without sorting the million (346 ms -> 0.8 ms on a 1,000,000-record log)."""
     await seed_queries(store)
-    sql, params = _query_sql(query, None)
-    plan = await store._run(
-        lambda db: db.execute("EXPLAIN QUERY PLAN " + sql, (*params, 10)).fetchall()
-    )
-    text = "; ".join(str(row[-1]) for row in plan)
+    text = await query_plan(store, query)
     assert index in text
     assert "TEMP B-TREE" not in text
 

@@ -20,22 +20,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 from aiohttp import web
+from hop_by_hop import HOP_BY_HOP
 
-#: Headers that concern one connection (RFC 9110 §7.6.1) or that the client library sets itself.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
 POOL_SIZE = 200  # the bus's default Settings.http_max_connections
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 

@@ -22,6 +22,7 @@ from contextlib import asynccontextmanager
 
 import httpx
 from fastapi import FastAPI
+from hop_by_hop import HOP_BY_HOP
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -30,21 +31,6 @@ from bus.cli import run_gateway
 from bus.gateway import make_http_client
 from bus.settings import Settings
 
-#: Headers that concern one connection (RFC 9110 §7.6.1) or that the client library sets itself.
-HOP_BY_HOP = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-    }
-)
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 
 

@@ -42,6 +42,7 @@ __all__ = [
 ProblemKind = Literal["modified", "deleted", "inserted", "reordered", "truncated", "signature"]
 
 _NAMES = tuple(COLUMNS)
+assert _NAMES[0] == "id"  # a store's row: (seq, data, prev_hash, hash, id, *other columns)
 #: How many recent records the verifier remembers (to name them, and to tell copies).
 _WINDOW = 4096
 #: A record's query columns, from its parsed data.
@@ -59,6 +60,12 @@ class StoredRecord:
     hash: str
     #: The query columns as stored beside the data (checked against it); empty in a bundle.
     columns: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> StoredRecord:
+        """A record as a store reads it: ``(seq, data, prev_hash, hash, *columns)``, the
+        columns in :data:`COLUMNS` order (``id`` first)."""
+        return cls(row[0], row[4], row[1], row[2], row[3], dict(zip(_NAMES, row[4:], strict=True)))
 
     def parsed(self) -> dict[str, Any]:
         """The data as JSON; ValueError for anything a record cannot be (jiter: bounded
@@ -380,7 +387,6 @@ class ChainVerifier:
             subjects = None  # only the first record whose entries differ is named
         parse = pydantic_core.from_json
         sha256 = hashlib.sha256
-        names = _NAMES
         values_of = _VALUES
         check_columns = self._check_columns
         checkpoints = self._checkpoints
@@ -412,7 +418,7 @@ class ChainVerifier:
                     ):
                         # As feed() leaves a good record (its id is its data's: compared above).
                         prev = row[3]
-                        prefix = (prev + "\n").encode("ascii")
+                        prefix = _prefix(prev)
                         expected = seq + 1
                         rid = row[4]
                         recent.append((seq, rid))
@@ -425,14 +431,9 @@ class ChainVerifier:
                             need_first = False
                         continue
             # Anything else, as feed() sees it from where this loop left the chain.
-            if checked:
-                self._expected, self._prev = expected, prev
-                self.checked += checked
-                self.last_seq = expected - 1
-                checked = 0
-            record = StoredRecord(
-                seq, row[4], row[1], row[2], row[3], dict(zip(names, row[4:], strict=True))
-            )
+            self._took(checked, expected, prev)
+            checked = 0
+            record = StoredRecord.from_row(row)
             if not self.feed(record, None if subjects is None else subjects.get(seq, none)):
                 return False
             if self._index_problem is not None:
@@ -440,11 +441,15 @@ class ChainVerifier:
             expected, prev, seen = self._expected, self._prev, self._seen_ids
             prefix = _prefix(prev)
             need_first = self.first_seq is None
+        self._took(checked, expected, prev)
+        return True
+
+    def _took(self, checked: int, expected: int, prev: str) -> None:
+        """Where :meth:`feed_rows`'s loop left the chain after ``checked`` good records."""
         if checked:
             self._expected, self._prev = expected, prev
             self.checked += checked
             self.last_seq = expected - 1
-        return True
 
     def index_problem(self, problem: Problem) -> None:
         """Note a problem of the citizen index (found by the caller, e.g. entries for records

@@ -144,12 +144,10 @@ CREATE TABLE IF NOT EXISTS auditors (
 # was tampered into another storage class the type verify expects, so it is reported, not
 # raised on.
 _NAMES = ", ".join(COLUMNS)
+_MARKS = ", ".join("?" * (4 + len(COLUMNS)))
 _CASTS = "CAST(data AS BLOB), CAST(prev_hash AS TEXT), CAST(hash AS TEXT)"
 _RECORD = f"SELECT seq, {_CASTS}, {_NAMES} FROM audit_records"  # noqa: S608
-_MARKS = ", ".join("?" * (4 + len(COLUMNS)))
 _INSERT = f"INSERT INTO audit_records (seq, data, prev_hash, hash, {_NAMES}) VALUES ({_MARKS})"  # noqa: S608
-
-
 _SELECT_HEAD = "SELECT seq, hash, signed_at, signer, signature FROM audit_head"
 _SELECT_ANCHOR = "SELECT seq, hash, signed_at, signer, signature FROM audit_anchor"
 _AUDITOR = "id, name, key_hash, can_read_bodies, active, created_at"
@@ -159,12 +157,6 @@ _STATS = "SELECT service, operation, outcome = 'error', duration_ms FROM audit_r
 _SUBJECTS = (
     "SELECT seq, subject FROM audit_subjects WHERE seq >= ? AND seq <= ? ORDER BY seq, subject"
 )
-_ID_AT = 4 + list(COLUMNS).index("id")
-
-
-def _record(row: Sequence[Any]) -> StoredRecord:
-    columns = dict(zip(COLUMNS, row[4:], strict=True))
-    return StoredRecord(row[0], row[_ID_AT], row[1], row[2], row[3], columns)
 
 
 def _subjects(db: sqlite3.Connection, first: int, last: int) -> dict[int, list[Any]]:
@@ -432,7 +424,7 @@ class SqliteAuditStore(SqliteFile):
     async def get(self, record_id: str) -> StoredRecord | None:
         def get(db: sqlite3.Connection) -> StoredRecord | None:
             row = db.execute(_RECORD + " WHERE id = ?", (record_id,)).fetchone()
-            return None if row is None else _record(row)
+            return None if row is None else StoredRecord.from_row(row)
 
         return await self._run(get)
 
@@ -444,7 +436,7 @@ class SqliteAuditStore(SqliteFile):
         sql, params = _query_sql(query, before_seq)
 
         def select(db: sqlite3.Connection) -> list[StoredRecord]:
-            return [_record(row) for row in db.execute(sql, (*params, limit))]
+            return [StoredRecord.from_row(row) for row in db.execute(sql, (*params, limit))]
 
         return await self._run(select)
 
@@ -574,7 +566,7 @@ class SqliteAuditStore(SqliteFile):
             done = 0
             while rows := cursor.fetchmany(CHUNK):
                 for row in rows:
-                    write(_record(row))
+                    write(StoredRecord.from_row(row))
                 done += len(rows)
                 if progress is not None:
                     progress(done, total)
