@@ -5,23 +5,28 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import unicodedata
 from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
+from lxml import etree
 from pydantic import SecretStr
 
 from bus import create_app
 from bus.audit import MemoryRecorder
 from bus.settings import Settings
-from mocks.population.seed import Registry
+from mocks.population import operations, soap
+from mocks.population.seed import Registry, build_registry
 from mocks.stack import DEMO_CONSUMER_KEY, DEMO_CONSUMER_SECRET, MockStack
 from tests.support import running
 
 pytestmark = [pytest.mark.anyio, pytest.mark.live]
 
+DL = "http://www.mic.gov.vn/dancu/1.0"
+XSI = "http://www.w3.org/2001/XMLSchema-instance"
 ENV = {"NGSP_CONSUMER_KEY": DEMO_CONSUMER_KEY, "NGSP_CONSUMER_SECRET": DEMO_CONSUMER_SECRET}
 
 
@@ -378,3 +383,72 @@ async def test_lookup_by_old_id(make_bus: Callable[..., Any], registry: Registry
     [error] = bad["error"]["field_errors"]
     assert error["field"] == "old_id"
     assert "exactly 9 digits" in error["reason"]
+
+
+def soap_upstream(damage: Callable[[etree._Element], None]) -> httpx.MockTransport:
+    """NGSP answering with the population mock's own replies to what the bus sent, each passed
+    through ``damage`` first; no live WSDL, so the shipped copy is used."""
+    small = build_registry(households=20)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        if request.method == "GET":
+            return httpx.Response(503)
+        element = soap.parse_request(request.content)
+        name = operations.operation_name(element)
+        reply = operations.dispatch(name, element, small, "20261121090000")
+        damage(reply)
+        return httpx.Response(
+            200, content=soap.envelope(reply), headers={"content-type": "text/xml"}
+        )
+
+    return httpx.MockTransport(handler)
+
+
+def first_seeded_id() -> str:
+    return build_registry(households=20).citizens[0].id
+
+
+async def test_reply_read_by_the_compiled_plan_and_by_zeep_alike(
+    settings_for: Callable[..., Settings],
+) -> None:
+    """The bus reads the database's replies with a plan compiled from the WSDL; a reply with
+    xsi:type, which the plan leaves to zeep, gives the same answer."""
+    text = bus_yaml(MockStack(urls={"ngsp": "http://ngsp.test"}))
+
+    def typed(reply: etree._Element) -> None:
+        reply[0].set(f"{{{XSI}}}type", "dl:CongDan")
+
+    answers = []
+    for damage in (lambda reply: None, typed):
+        app = create_app(settings_for(text), environ=ENV, transport=soap_upstream(damage))
+        async with running(app) as client:
+            body = await call(client, "citizen.lookup", {"personal_id": first_seeded_id()})
+        assert body["status"] == "ok", body
+        answers.append(body["data"])
+    assert answers[0]["found"] is True
+    assert answers[0] == answers[1]
+
+
+@pytest.mark.parametrize(
+    ("operation", "damage"),
+    [
+        ("citizen.lookup", lambda reply: etree.SubElement(reply[0], f"{{{DL}}}Extra")),
+        ("citizen.lookup", lambda reply: reply.set("SoCongDan", "one")),
+        ("citizen.verify", lambda reply: setattr(reply[0], "text", "yes")),
+    ],
+)
+async def test_a_reply_that_does_not_match_the_wsdl_is_a_bad_response(
+    settings_for: Callable[..., Settings], operation: str, damage: Callable[..., None]
+) -> None:
+    """An unexpected element, an int that is not one, a boolean that is neither true nor false
+    (zeep would have read it as false, a mismatch): upstream.bad_response, nothing quoted."""
+    text = bus_yaml(MockStack(urls={"ngsp": "http://ngsp.test"}))
+    app = create_app(settings_for(text), environ=ENV, transport=soap_upstream(damage))
+    personal_id = first_seeded_id()
+    async with running(app) as client:
+        body = await call(client, operation, {"personal_id": personal_id})
+    assert body["error"]["code"] == "upstream.bad_response", body
+    assert "does not match its WSDL" in body["error"]["message"]
+    assert personal_id not in json.dumps(body)

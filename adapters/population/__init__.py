@@ -58,6 +58,14 @@ from adapters.population.mapping import (
     relation_from_wire,
     request_fields,
 )
+from adapters.soap_reader import (
+    ReadWithZeep,
+    ReplyMismatch,
+    ReplyReader,
+    Unsupported,
+    compile_reader,
+)
+from adapters.wire import safe_xml_parser
 from schemas.citizen import (
     CitizenLookup,
     CitizenLookupResult,
@@ -71,6 +79,9 @@ from schemas.citizen import (
 __all__ = ["PopulationAdapter", "PopulationOptions", "SharedClientTransport"]
 
 SHIPPED_WSDL = Path(__file__).parent / "wsdl" / "dancu.wsdl"
+_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+_ENVELOPE, _BODY, _FAULT = (f"{{{_SOAP_ENV}}}{n}" for n in ("Envelope", "Body", "Fault"))
+_PARSER = safe_xml_parser()
 REQUEST_NS = "http://dancuquocgia.bca"
 BINDING = f"{{{REQUEST_NS}}}DanCuSoapBinding"
 
@@ -234,7 +245,11 @@ class PopulationAdapter(Adapter):
         transport = SharedClientTransport(
             resources.http, {wsdl_url: document}, upstream.http_timeout, resources.digest
         )
-        settings = zeep.Settings(forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        # raw_response: zeep builds and sends the request and hands back the reply, which
+        # _read_reply reads with a plan compiled from the WSDL (adapters/soap_reader.py)
+        settings = zeep.Settings(
+            forbid_dtd=True, forbid_entities=True, forbid_external=True, raw_response=True
+        )
 
         def build() -> Any:
             client = zeep.AsyncClient(
@@ -246,9 +261,11 @@ class PopulationAdapter(Adapter):
             binding = client.wsdl.bindings[BINDING]
             # AsyncClient.create_service() returns a synchronous proxy in zeep 4.3 (its issues
             # #1168, #1288); the async proxy must be built directly.
-            return zeep.proxy.AsyncServiceProxy(client, binding, address=self.address)
+            proxy = zeep.proxy.AsyncServiceProxy(client, binding, address=self.address)
+            return client, binding, proxy, _readers(binding)
 
-        self.service = await asyncio.to_thread(build)  # WSDL parsing is CPU work: off the loop
+        # WSDL parsing is CPU work: off the loop
+        self._client, self._binding, self.service, self._readers = await asyncio.to_thread(build)
 
     async def _fetch_wsdl(self, http: httpx.AsyncClient, url: str) -> bytes:
         """The live WSDL from NGSP, or the shipped copy if NGSP cannot give it now."""
@@ -274,7 +291,7 @@ class PopulationAdapter(Adapter):
             token = await self.tokens.token()
             _bearer.set(token)
             try:
-                return await method(**fields)
+                return self._read_reply(name, await method(**fields))
             except _TokenRefused:
                 self.tokens.invalidate(token)
                 if attempt == 2:
@@ -288,11 +305,31 @@ class PopulationAdapter(Adapter):
                 raise UpstreamBadResponse(
                     f"the population database's reply to {name} could not be read"
                 ) from None
-            except (zeep.exceptions.ValidationError, zeep.exceptions.XMLParseError):
+            except (zeep.exceptions.ValidationError, zeep.exceptions.XMLParseError, ReplyMismatch):
                 raise UpstreamBadResponse(
                     f"the population database's reply to {name} does not match its WSDL"
                 ) from None
         raise AssertionError("unreachable")
+
+    def _read_reply(self, name: str, reply: _SoapReply) -> Any:
+        """A successful reply read by the operation's compiled plan; anything else (a fault, an
+        HTTP error, a DOCTYPE, a construct the plan does not read) by zeep, as before."""
+        reader = self._readers.get(name)
+        if reader is not None and reply.status_code == 200:
+            try:
+                root = etree.fromstring(reply.content, _PARSER)
+            except etree.XMLSyntaxError:
+                root = None  # zeep says so, as a TransportError
+            docinfo = root.getroottree().docinfo if root is not None else None
+            if root is not None and root.tag == _ENVELOPE and not (docinfo and docinfo.doctype):
+                body = root.find(_BODY)
+                child = next(iter(body), None) if body is not None else None
+                if child is not None and child.tag != _FAULT:
+                    try:
+                        return reader.read(child)
+                    except ReadWithZeep:
+                        pass  # this one reply, with xsi:type, is zeep's
+        return self._binding.process_reply(self._client, self._binding.get(name), reply)
 
     def _common(self, ctx: Context) -> dict[str, Any]:
         return {
@@ -378,6 +415,17 @@ class PopulationAdapter(Adapter):
             head=head,
             members=members,
         )
+
+
+def _readers(binding: Any) -> dict[str, ReplyReader]:
+    """A compiled reply reader per operation whose output the plan reads (all of this WSDL's)."""
+    readers = {}
+    for name, soap_operation in binding._operations.items():  # zeep keeps no public list
+        try:
+            readers[name] = compile_reader(soap_operation)
+        except Unsupported:
+            continue  # zeep reads this operation's replies
+    return readers
 
 
 def _collection(reply: Any) -> Any:
