@@ -27,9 +27,8 @@ import asyncio
 import contextvars
 import logging
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import zeep
@@ -58,12 +57,12 @@ from adapters.population.mapping import (
     relation_from_wire,
     request_fields,
 )
-from adapters.soap_reader import (
+from adapters.soap_plan import (
     ReadWithZeep,
     ReplyMismatch,
-    ReplyReader,
     Unsupported,
     compile_reader,
+    compile_writer,
 )
 from adapters.wire import safe_xml_parser
 from schemas.citizen import (
@@ -82,6 +81,7 @@ SHIPPED_WSDL = Path(__file__).parent / "wsdl" / "dancu.wsdl"
 _SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
 _ENVELOPE, _BODY, _FAULT = (f"{{{_SOAP_ENV}}}{n}" for n in ("Envelope", "Body", "Fault"))
 _PARSER = safe_xml_parser()
+_P = TypeVar("_P")
 REQUEST_NS = "http://dancuquocgia.bca"
 BINDING = f"{{{REQUEST_NS}}}DanCuSoapBinding"
 
@@ -128,14 +128,21 @@ class _BearerPlugin(zeep.plugins.Plugin):
         return envelope, http_headers
 
 
-@dataclass(frozen=True, slots=True)
 class _SoapReply:
-    """A SOAP reply as zeep's ``process_reply`` reads it."""
+    """A SOAP reply as zeep's ``process_reply`` reads it. The encoding, which httpx derives
+    from the headers on every call and zeep reads only for a multipart reply, when asked."""
 
-    content: bytes
-    status_code: int
-    headers: httpx.Headers
-    encoding: str | None
+    __slots__ = ("_response", "content", "headers", "status_code")
+
+    def __init__(self, response: httpx.Response) -> None:
+        self._response = response
+        self.content = response.content
+        self.status_code = response.status_code
+        self.headers = response.headers
+
+    @property
+    def encoding(self) -> str | None:
+        return self._response.encoding
 
 
 class SharedClientTransport(zeep.transports.AsyncTransport):
@@ -176,9 +183,7 @@ class SharedClientTransport(zeep.transports.AsyncTransport):
     def new_response(self, response: httpx.Response) -> _SoapReply:
         """What zeep reads of a reply. zeep's own conversion also builds the reply's cookie jar,
         some 5% of a SOAP call here, which nothing reads (one client serves every consumer)."""
-        return _SoapReply(
-            response.content, response.status_code, response.headers, response.encoding
-        )
+        return _SoapReply(response)
 
     async def post(self, address: str, message: bytes, headers: dict[str, str]) -> httpx.Response:
         response = await self.client.post(
@@ -245,8 +250,8 @@ class PopulationAdapter(Adapter):
         transport = SharedClientTransport(
             resources.http, {wsdl_url: document}, upstream.http_timeout, resources.digest
         )
-        # raw_response: zeep builds and sends the request and hands back the reply, which
-        # _read_reply reads with a plan compiled from the WSDL (adapters/soap_reader.py)
+        # raw_response: where zeep sends a request (an operation without a compiled writer,
+        # adapters/soap_plan.py), it hands back the reply for _read_reply to read
         settings = zeep.Settings(
             forbid_dtd=True, forbid_entities=True, forbid_external=True, raw_response=True
         )
@@ -262,10 +267,13 @@ class PopulationAdapter(Adapter):
             # AsyncClient.create_service() returns a synchronous proxy in zeep 4.3 (its issues
             # #1168, #1288); the async proxy must be built directly.
             proxy = zeep.proxy.AsyncServiceProxy(client, binding, address=self.address)
-            return client, binding, proxy, _readers(binding)
+            return client, binding, proxy
 
         # WSDL parsing is CPU work: off the loop
-        self._client, self._binding, self.service, self._readers = await asyncio.to_thread(build)
+        self._client, self._binding, self.service = await asyncio.to_thread(build)
+        self._transport = transport
+        self._writers = _compiled(self._binding, compile_writer)
+        self._readers = _compiled(self._binding, compile_reader)
 
     async def _fetch_wsdl(self, http: httpx.AsyncClient, url: str) -> bytes:
         """The live WSDL from NGSP, or the shipped copy if NGSP cannot give it now."""
@@ -286,12 +294,20 @@ class PopulationAdapter(Adapter):
 
     async def _call(self, name: str, fields: dict[str, Any]) -> Any:
         """One SOAP operation with the NGSP token, retried once with a fresh token on a 401."""
-        method = getattr(self.service, name)
+        writer = self._writers.get(name)
         for attempt in (1, 2):
             token = await self.tokens.token()
-            _bearer.set(token)
             try:
-                return self._read_reply(name, await method(**fields))
+                if writer is not None:
+                    headers = {**writer.headers, "Authorization": f"Bearer {token}"}
+                    sent = await self._transport.post(
+                        self.address, writer.envelope(fields), headers
+                    )
+                    reply = self._transport.new_response(sent)
+                else:
+                    _bearer.set(token)
+                    reply = await getattr(self.service, name)(**fields)
+                return self._read_reply(name, reply)
             except _TokenRefused:
                 self.tokens.invalidate(token)
                 if attempt == 2:
@@ -417,15 +433,15 @@ class PopulationAdapter(Adapter):
         )
 
 
-def _readers(binding: Any) -> dict[str, ReplyReader]:
-    """A compiled reply reader per operation whose output the plan reads (all of this WSDL's)."""
-    readers = {}
+def _compiled(binding: Any, compile_plan: Callable[[Any], _P]) -> dict[str, _P]:
+    """The plan of every operation a plan covers (all of this WSDL's); zeep does the rest."""
+    plans = {}
     for name, soap_operation in binding._operations.items():  # zeep keeps no public list
         try:
-            readers[name] = compile_reader(soap_operation)
+            plans[name] = compile_plan(soap_operation)
         except Unsupported:
-            continue  # zeep reads this operation's replies
-    return readers
+            continue
+    return plans
 
 
 def _collection(reply: Any) -> Any:

@@ -1,4 +1,4 @@
-"""The compiled SOAP reply reader (adapters/soap_reader.py) reads what zeep reads, the same way.
+"""The compiled SOAP reply reader (adapters/soap_plan.py) reads what zeep reads, the same way.
 
 Every reply here is the population mock's own, for requests zeep built from the shipped WSDL;
 each is read by zeep (``process_reply``) and by the compiled plan, and the two results must be
@@ -20,7 +20,14 @@ import zeep.helpers
 from lxml import etree
 
 from adapters.population import BINDING, SHIPPED_WSDL, _SoapReply
-from adapters.soap_reader import ReadWithZeep, ReplyMismatch, Unsupported, compile_reader
+from adapters.soap_plan import (
+    ReadWithZeep,
+    ReplyMismatch,
+    RequestMismatch,
+    Unsupported,
+    compile_reader,
+    compile_writer,
+)
 from mocks.population import operations, soap
 from mocks.population.seed import Citizen, Registry, build_registry
 
@@ -58,7 +65,7 @@ def reply_for(client: zeep.Client, registry: Registry, name: str, **fields: Any)
 
 def both(client: zeep.Client, name: str, content: bytes) -> tuple[Any, Any]:
     binding = client.wsdl.bindings[BINDING]
-    reply = _SoapReply(content, 200, httpx.Headers({"Content-Type": "text/xml"}), "utf-8")
+    reply = _SoapReply(httpx.Response(200, content=content, headers={"Content-Type": "text/xml"}))
     by_zeep = zeep.helpers.serialize_object(
         binding.process_reply(client, binding.get(name), reply), dict
     )
@@ -224,3 +231,81 @@ def test_constructs_the_plan_does_not_read_are_refused_at_compile_time(
         as_output = SimpleNamespace(name="x", output=request_side.input)
         with pytest.raises(Unsupported):
             compile_reader(as_output)
+
+
+def zeep_request(client: zeep.Client, name: str, fields: dict[str, Any]) -> tuple[bytes, Any]:
+    binding = client.wsdl.bindings[BINDING]
+    envelope, headers = binding._create(name, (), fields, client=client)  # what zeep sends
+    return etree.tostring(envelope, xml_declaration=True, encoding="utf-8"), headers
+
+
+def request_cases(registry: Registry) -> Iterator[tuple[str, dict[str, Any]]]:
+    """Requests as the population adapter builds them, with every optional element both given
+    and absent, both options of the birth choice, and an address."""
+    common = {"MaYeuCau": "req-1", "MaCanBo": None, "MaDonVi": "000.00.00.H00"}
+    for person in registry.citizens[:30]:
+        birth = (
+            {"NgayThangNam": person.birth_date.strftime("%Y%m%d")}
+            if person.birth_date_known
+            else {"Nam": str(person.birth_date.year)}
+        )
+        yield "TraCuuThongTinCongDan", {**common, "SoDinhDanh": person.id, "MaDVC": None}
+        yield (
+            "TraCuuThongTinCongDan",
+            {
+                **common,
+                "MaCanBo": "cb-7",
+                "TaiKhoan": "acct",
+                "MaTichHop": "tich-hop",
+                "SoCMND": person.cmnd,
+                "HoVaTen": person.name.full,
+                "NgayThangNamSinh": birth,
+                "MaDVC": "1.000123",
+            },
+        )
+        yield "XacThucThongTinCongDan", {**common, "SoDinhDanh": person.id, "GioiTinh": "1"}
+        yield "CungCapThongTinHoGiaDinh", {**common, "SoDinhDanh": person.id}
+        yield "XacMinhThongTinChuHo", {**common, "SoDinhDanh": person.id, "HoVaTen": "Lê Văn"}
+    yield (
+        "XacMinhThongTinNoiOHienTai",
+        {
+            **common,
+            "SoDinhDanh": "001099000001",
+            "NoiOHienTai": {"MaTinhThanh": "01", "MaQuanHuyen": "001", "MaPhuongXa": "00001"},
+        },
+    )
+    yield "XacMinhTinhTrangHonNhan", {**common, "MaYeuCau": "", "TinhTrangHonNhan": "2"}
+
+
+def test_requests_are_written_byte_for_byte_as_zeep_writes_them(
+    client: zeep.Client, registry: Registry
+) -> None:
+    binding = client.wsdl.bindings[BINDING]
+    checked = set()
+    for name, fields in request_cases(registry):
+        writer = compile_writer(binding.get(name))
+        expected, headers = zeep_request(client, name, fields)
+        assert writer.envelope(fields) == expected, name
+        assert writer.headers == headers
+        checked.add(name)
+    assert checked == set(binding._operations)
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"MaYeuCau": "r", "Extra": "x"}, "has no element Extra"),
+        ({"SoDinhDanh": "001099000001"}, "misses MaYeuCau"),
+        (
+            {"MaYeuCau": "r", "NgayThangNamSinh": {"NgayThangNam": "19900101", "Nam": "1990"}},
+            "takes exactly one of",
+        ),
+        ({"MaYeuCau": "r", "NgayThangNamSinh": "1990"}, "takes a mapping of its elements"),
+    ],
+)
+def test_fields_that_do_not_fit_the_input_are_refused_by_name(
+    client: zeep.Client, fields: dict[str, Any], message: str
+) -> None:
+    writer = compile_writer(client.wsdl.bindings[BINDING].get("TraCuuThongTinCongDan"))
+    with pytest.raises(RequestMismatch, match=message):
+        writer.envelope(fields)
