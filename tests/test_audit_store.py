@@ -9,6 +9,7 @@ import sqlite3
 import sys
 import textwrap
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any, Literal
 
 import pytest
 
+from bus.audit import sqlite_store
 from bus.audit.chain import StoredRecord
 from bus.audit.keys import AuditKeys
 from bus.audit.record import COLUMNS, GENESIS, Kind, NewRecord, chain_hash, finalise
@@ -320,6 +322,68 @@ async def test_verify_sees_one_snapshot_while_appends_go_on(
     assert report.head.seq == 30
     after = await store.verify(trusted=trusted(keys))
     assert (after.ok, after.checked) == (True, 32)
+
+
+async def test_verify_in_processes_gives_the_report_of_one_pass(
+    store: SqliteAuditStore, keys: AuditKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """workers=3: ranges split at signed checkpoints, each checked in a process of its own;
+    on an intact log and on one changed in the last range, the report is one pass's, and
+    progress counts every record."""
+    monkeypatch.setattr("bus.audit.sqlite_store.PARALLEL_MIN_RECORDS", 40)
+    monkeypatch.setattr("bus.audit.sqlite_store.CHUNK", 16)
+    await append_n(store, 150, batch=10, start=1)
+    calls: list[tuple[int, int]] = []
+
+    report = await store.verify(
+        trusted=trusted(keys), workers=3, progress=lambda d, t: calls.append((d, t))
+    )
+
+    assert report == await store.verify(trusted=trusted(keys))
+    assert (report.ok, report.checked, report.first_seq, report.last_seq) == (True, 150, 1, 150)
+    assert len(calls) == 3  # one per range (50 records each: 150 // 40 gives 3 processes)
+    assert calls[-1] == (150, 150)
+
+    def change(db: sqlite3.Connection) -> None:
+        db.execute("UPDATE audit_records SET end_user = 'someone-else' WHERE seq = 123")
+
+    await store._run(change)
+    broken = await store.verify(trusted=trusted(keys), workers=3)
+    assert broken == await store.verify(trusted=trusted(keys))
+    assert broken.problem is not None
+    assert (broken.problem.kind, broken.problem.seq) == ("modified", 123)
+    assert broken.checked == 122
+
+
+async def test_verify_in_processes_refuses_to_report_on_a_log_purged_meanwhile(
+    store: SqliteAuditStore, keys: AuditKeys, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each range has its own snapshot: records a purge removed while the ranges were read
+    must not be reported as deleted by an attacker; the call fails and says to verify again."""
+    monkeypatch.setattr("bus.audit.sqlite_store.PARALLEL_MIN_RECORDS", 10)
+    await append_n(store, 40)
+    await store.add_export(ExportEntry(1, 40, "0" * 64, "/x/1.zip", iso(T0)))
+    real = sqlite_store._verify_range
+    purged: list[int] = []
+
+    def purge_first(job: Any) -> Any:  # the first range's process starts after the purge
+        if not purged:
+            cutoff = iso(T0 + timedelta(hours=1))
+            future = asyncio.run_coroutine_threadsafe(store.purge(cutoff), loop)
+            purged.append(future.result(timeout=10).purged)
+        return real(job)
+
+    class Threads(ThreadPoolExecutor):  # the purge hook above cannot cross into a process
+        def __init__(self, workers: int, mp_context: Any = None) -> None:
+            super().__init__(1)
+
+    loop = asyncio.get_running_loop()
+    monkeypatch.setattr(sqlite_store, "_verify_range", purge_first)
+    monkeypatch.setattr(sqlite_store, "ProcessPoolExecutor", Threads)
+    clock.advance(7200)
+    with pytest.raises(AuditStoreError, match="purged while it was verified"):
+        await store.verify(trusted=trusted(keys), workers=2)
+    assert purged == [40]
 
 
 async def test_verify_an_empty_log(store: SqliteAuditStore, keys: AuditKeys) -> None:

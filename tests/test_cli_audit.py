@@ -299,6 +299,26 @@ def test_verify_names_the_changed_record_and_exits_1(lgsp: Lgsp, built: Built) -
     assert "Traceback" not in plain.output
 
 
+def test_verify_in_several_processes_names_the_same_record(
+    lgsp: Lgsp, built: Built, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--workers 2 (ranges split at a checkpoint, each checked in a process of its own, as a
+    large log would be): the same report; a negative count is refused by name."""
+    monkeypatch.setattr("bus.audit.sqlite_store.PARALLEL_MIN_RECORDS", 10)
+    assert _json(lgsp("verify", "--workers", "2", "--json"))["checked"] == 30
+    with closing(sqlite3.connect(built.settings.audit_file())) as db, db:
+        db.execute("UPDATE audit_records SET data = replace(data, 'cb', 'cx') WHERE seq = 22")
+    result = lgsp("verify", "--workers", "2", "--json")
+    assert result.exit_code == 1, result.output
+    assert json.loads(result.stdout) == json.loads(
+        lgsp("verify", "--workers", "1", "--json").stdout
+    )
+    assert json.loads(result.stdout)["problem"]["seq"] == 22
+    refused = lgsp("verify", "--workers", "-1")
+    assert refused.exit_code == 2
+    assert "--workers" in refused.output
+
+
 def test_verify_index_finds_a_removed_citizen_entry(lgsp: Lgsp, built: Built) -> None:
     """Deleting a citizen index entry hides an exchange from that citizen's search without
     touching the chain: plain verify passes, verify --index names the record and exits 1."""

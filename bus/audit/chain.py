@@ -20,7 +20,7 @@ from __future__ import annotations
 import hashlib
 import operator
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -30,13 +30,16 @@ from bus.audit.keys import verify_signature
 from bus.audit.record import COLUMNS, GENESIS, canonical, chain_hash
 
 __all__ = [
+    "RECENT_WINDOW",
     "Anchor",
     "ChainVerifier",
     "Problem",
     "ProblemKind",
+    "RangeOutcome",
     "SignedPoint",
     "StoredRecord",
     "VerifyReport",
+    "combine_ranges",
 ]
 
 ProblemKind = Literal["modified", "deleted", "inserted", "reordered", "truncated", "signature"]
@@ -44,7 +47,7 @@ ProblemKind = Literal["modified", "deleted", "inserted", "reordered", "truncated
 _NAMES = tuple(COLUMNS)
 assert _NAMES[0] == "id"  # a store's row: (seq, data, prev_hash, hash, id, *other columns)
 #: How many recent records the verifier remembers (to name them, and to tell copies).
-_WINDOW = 4096
+RECENT_WINDOW = 4096
 #: A record's query columns, from its parsed data.
 _VALUES = operator.itemgetter(*_NAMES)
 
@@ -209,10 +212,13 @@ class ChainVerifier:
         trusted: frozenset[str] | None = None,
         check_columns: bool = True,
         start: tuple[int, str] | None = None,
+        recent: Sequence[tuple[int, str]] = (),
     ) -> None:
         """``start`` (seq, hash): the record the chain continues from, without a signature of
-        its own because the caller vouches for it (a bundle's signed manifest); not with
-        ``anchor``."""
+        its own because the caller vouches for it (a bundle's signed manifest, or a signed
+        checkpoint another verifier checks); not with ``anchor``. ``recent``: (seq, id) of the
+        records just before ``start``, oldest first, which a verifier of the whole chain
+        would remember there (to name an inserted copy of one of them)."""
         if anchor is not None and start is not None:
             raise ValueError("a chain starts from an anchor or from a start point, not both")
         self.trusted = trusted
@@ -224,7 +230,7 @@ class ChainVerifier:
         self._checkpoints = dict(checkpoints or {})
         self._expected = 1
         self._prev = GENESIS
-        self._recent: deque[tuple[int, str]] = deque(maxlen=_WINDOW)
+        self._recent: deque[tuple[int, str]] = deque(maxlen=RECENT_WINDOW)
         self._seen_ids: set[str] = set()
         self._last_good_checkpoint = 0
         self._index_problem: Problem | None = None
@@ -242,6 +248,18 @@ class ChainVerifier:
             self._expected = start[0] + 1
             self._prev = start[1]
             self._last_good_checkpoint = start[0]
+        self._recent.extend(recent)
+        self._seen_ids.update(rid for _, rid in self._recent)
+
+    @property
+    def reached(self) -> int:
+        """The seq of the last record the chain was checked up to (or of its start)."""
+        return self._expected - 1
+
+    @property
+    def pending_index_problem(self) -> Problem | None:
+        """The citizen index's first problem, kept aside until :meth:`finish`."""
+        return self._index_problem
 
     def _id_at(self, seq: int) -> str | None:
         for s, rid in reversed(self._recent):
@@ -356,7 +374,7 @@ class ChainVerifier:
         self._seen_ids.add(data_id)
         # Trimmed back to the recent window once it holds twice as many ids: trimming at the
         # window's own size would rebuild the set on every record from then on.
-        if len(self._seen_ids) > 2 * _WINDOW:
+        if len(self._seen_ids) > 2 * RECENT_WINDOW:
             self._seen_ids = {rid for _, rid in self._recent}
         self.checked += 1
         self.first_seq = seq if self.first_seq is None else self.first_seq
@@ -423,7 +441,7 @@ class ChainVerifier:
                         rid = row[4]
                         recent.append((seq, rid))
                         seen.add(rid)
-                        if len(seen) > 2 * _WINDOW:
+                        if len(seen) > 2 * RECENT_WINDOW:
                             seen = self._seen_ids = {r for _, r in recent}
                         checked += 1
                         if need_first:
@@ -467,8 +485,7 @@ class ChainVerifier:
         """The report, once every record was fed; ``head`` is the signed head of the log.
         ``end`` (seq, hash), instead of a head: the last record as the caller vouches for it
         (a bundle's signed manifest), checked like a head but without a signature of its own."""
-        if self.problem is None:
-            self._check_end(head, expect_head, end)
+        self.check_end(head, expect_head=expect_head, end=end)
         problem = self.problem
         index = self._index_problem
         if index is not None and (problem is None or index.seq < problem.seq):
@@ -481,6 +498,21 @@ class ChainVerifier:
             head=head,
             problem=problem,
         )
+
+    def check_end(
+        self,
+        head: SignedPoint | None,
+        *,
+        expect_head: bool = True,
+        end: tuple[int, str] | None = None,
+    ) -> Problem | None:
+        """The end checks of :meth:`finish` (the chain ends where the head, or ``end``, says,
+        and no checkpoint names a record past it), when no problem was found before; the
+        problem they find, if any."""
+        if self.problem is None:
+            self._check_end(head, expect_head, end)
+            return self.problem
+        return None
 
     def _check_end(
         self, head: SignedPoint | None, expect_head: bool, end: tuple[int, str] | None
@@ -537,3 +569,69 @@ class ChainVerifier:
                 f"the chain differs from {name}: a record between {first} and {last} "
                 "was changed and the chain rewritten",
             )
+
+
+@dataclass(frozen=True, slots=True)
+class RangeOutcome:
+    """What a :class:`ChainVerifier` found on one range of the chain, for
+    :func:`combine_ranges`: ``problem`` while feeding records, ``end_problem`` from
+    :meth:`ChainVerifier.check_end` (run on the last range, or where the records ran out)."""
+
+    checked: int
+    first_seq: int | None
+    last_seq: int | None
+    problem: Problem | None
+    index_problem: Problem | None
+    end_problem: Problem | None = None
+
+    @classmethod
+    def of(cls, verifier: ChainVerifier, end_problem: Problem | None = None) -> RangeOutcome:
+        problem = verifier.problem if end_problem is None else None
+        return cls(
+            verifier.checked,
+            verifier.first_seq,
+            verifier.last_seq,
+            problem,
+            verifier.pending_index_problem,
+            end_problem,
+        )
+
+
+def combine_ranges(
+    outcomes: Sequence[RangeOutcome],
+    head: SignedPoint | None,
+    stray: Callable[[int | None, int | None], Problem | None] | None = None,
+) -> VerifyReport:
+    """The report one verifier fed the whole chain would give, from the outcomes of
+    consecutive ranges (each starting where the previous one ends, at a signed checkpoint
+    that range checked), in order. ``stray(first_seq, last_seq)``: the citizen index's entry
+    for a record outside the chain, looked for when no record failed (as ``verify`` does)."""
+    checked = 0
+    first: int | None = None
+    last: int | None = None
+    index: Problem | None = None
+    problem: Problem | None = None
+    end: Problem | None = None
+    for outcome in outcomes:
+        checked += outcome.checked
+        first = outcome.first_seq if first is None else first
+        last = outcome.last_seq if outcome.last_seq is not None else last
+        index = index or outcome.index_problem  # the ranges are in order: the first is first
+        problem, end = outcome.problem, outcome.end_problem
+        if problem is not None or end is not None:
+            break
+    if problem is None and stray is not None:
+        found = stray(first, last)
+        if found is not None and (index is None or found.seq < index.seq):
+            index = found
+    problem = problem or end
+    if index is not None and (problem is None or index.seq < problem.seq):
+        problem = index
+    return VerifyReport(
+        ok=problem is None,
+        checked=checked,
+        first_seq=first,
+        last_seq=last,
+        head=head,
+        problem=problem,
+    )

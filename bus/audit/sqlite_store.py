@@ -25,13 +25,27 @@ they see one snapshot and do not hold up appends through the store's connection.
 from __future__ import annotations
 
 import asyncio
+import bisect
+import itertools
 import math
+import multiprocessing
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
-from bus.audit.chain import ChainVerifier, Problem, SignedPoint, StoredRecord, VerifyReport
+from bus.audit.chain import (
+    RECENT_WINDOW,
+    ChainVerifier,
+    Problem,
+    RangeOutcome,
+    SignedPoint,
+    StoredRecord,
+    VerifyReport,
+    combine_ranges,
+)
 from bus.audit.record import COLUMNS, GENESIS, NewRecord, chain_hash, finalise, utc_now
 from bus.audit.store import (
     Auditor,
@@ -147,6 +161,7 @@ _NAMES = ", ".join(COLUMNS)
 _MARKS = ", ".join("?" * (4 + len(COLUMNS)))
 _CASTS = "CAST(data AS BLOB), CAST(prev_hash AS TEXT), CAST(hash AS TEXT)"
 _RECORD = f"SELECT seq, {_CASTS}, {_NAMES} FROM audit_records"  # noqa: S608
+_RANGE = _RECORD + " WHERE seq > ? AND seq <= ? ORDER BY seq"
 _INSERT = f"INSERT INTO audit_records (seq, data, prev_hash, hash, {_NAMES}) VALUES ({_MARKS})"  # noqa: S608
 _SELECT_HEAD = "SELECT seq, hash, signed_at, signer, signature FROM audit_head"
 _SELECT_ANCHOR = "SELECT seq, hash, signed_at, signer, signature FROM audit_anchor"
@@ -181,6 +196,130 @@ def _stray_subject(db: sqlite3.Connection, first: int | None, last: int | None) 
         return int(before)
     (after,) = db.execute("SELECT min(seq) FROM audit_subjects WHERE seq > ?", (last,)).fetchone()
     return None if after is None else int(after)
+
+
+def _stray_problem(db: sqlite3.Connection, first: int | None, last: int | None) -> Problem | None:
+    """The citizen index's entry for a record outside ``first``..``last``, as a problem."""
+    stray = _stray_subject(db, first, last)
+    if stray is None:
+        return None
+    return Problem(
+        "inserted",
+        stray,
+        None,
+        f"the citizen index files record {stray} under a citizen, but the log holds no such record",
+    )
+
+
+#: The fewest records a process of a parallel verify is given: starting one costs about as
+#: much as checking some tens of thousands of records.
+PARALLEL_MIN_RECORDS = 100_000
+_BEFORE_ALL = -(2**63)
+
+
+@dataclass(frozen=True, slots=True)
+class _RangeJob:
+    """One process's range of a parallel verify: records ``after < seq <= upto``."""
+
+    path: str
+    after: int
+    upto: int
+    records: int  # about how many: for progress
+    last: bool
+    anchor: SignedPoint | None
+    start: tuple[int, str] | None
+    recent: tuple[tuple[int, str], ...]
+    checkpoints: dict[int, SignedPoint]
+    head: SignedPoint | None
+    trusted: frozenset[str] = frozenset()
+    citizen_index: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _RangePlan:
+    jobs: list[_RangeJob]
+    anchor: SignedPoint | None
+    head: SignedPoint | None
+    total: int
+
+
+def _plan_ranges(db: sqlite3.Connection, path: str, workers: int) -> _RangePlan | None:
+    """Ranges for up to ``workers`` processes, split at signed checkpoints, in one snapshot;
+    None when the log is too small to gain from more than one."""
+    (total, first, last) = db.execute(
+        "SELECT count(*), min(seq), max(seq) FROM audit_records"
+    ).fetchone()
+    count = min(workers, total // PARALLEL_MIN_RECORDS)
+    if count < 2:
+        return None
+    anchor = SqliteAuditStore._read_anchor(db)
+    head = SqliteAuditStore._read_head(db)
+    checkpoints = SqliteAuditStore._read_checkpoints(db)
+    marks = sorted(seq for seq in checkpoints if first < seq < last)
+    bounds: list[int] = []
+    for n in range(1, count):
+        at = bisect.bisect_left(marks, first + (last - first) * n // count)
+        if at < len(marks) and (not bounds or marks[at] > bounds[-1]):
+            bounds.append(marks[at])
+    if not bounds:
+        return None
+    edges = [_BEFORE_ALL, *bounds, last]
+    jobs = []
+    for n, (after, upto) in enumerate(itertools.pairwise(edges)):
+        recent = db.execute(
+            "SELECT seq, id FROM audit_records WHERE seq <= ? ORDER BY seq DESC LIMIT ?",
+            (after, RECENT_WINDOW),
+        ).fetchall()
+        jobs.append(
+            _RangeJob(
+                path=path,
+                after=after,
+                upto=upto,
+                records=upto - max(after, first - 1),
+                last=n == len(edges) - 2,
+                anchor=anchor if n == 0 else None,
+                start=None if n == 0 else (after, checkpoints[after].hash),
+                recent=tuple((int(s), str(i)) for s, i in reversed(recent)) if n else (),
+                checkpoints={s: p for s, p in checkpoints.items() if s > after},
+                head=head,
+            )
+        )
+    return _RangePlan(jobs, anchor, head, total)
+
+
+def _verify_range(job: _RangeJob) -> RangeOutcome:
+    """Check one range in a process of a parallel verify (see ``SqliteAuditStore.verify``)."""
+    db = sqlite3.connect(job.path, isolation_level=None)
+    try:
+        db.execute("PRAGMA busy_timeout=5000")
+        db.execute("PRAGMA query_only=ON")
+        db.execute("BEGIN")
+        verifier = ChainVerifier(
+            anchor=job.anchor,
+            checkpoints=job.checkpoints,
+            trusted=job.trusted,
+            start=job.start,
+            recent=job.recent,
+        )
+        cursor = db.execute(_RANGE, (job.after, job.upto))
+        ok = verifier.problem is None
+        while ok and (rows := cursor.fetchmany(CHUNK)):
+            index = _subjects(db, rows[0][0], rows[-1][0]) if job.citizen_index else None
+            ok = verifier.feed_rows(rows, index)
+        cursor.close()
+        if ok and verifier.reached < job.upto:  # records at the range's end are missing
+            after = db.execute(_RECORD + " WHERE seq > ? ORDER BY seq LIMIT 1", (job.upto,))
+            row = after.fetchone()
+            if row is not None:  # where a single pass would find the gap
+                index = _subjects(db, row[0], row[0]) if job.citizen_index else None
+                verifier.feed_rows([row], index)
+                return RangeOutcome.of(verifier)
+            return RangeOutcome.of(verifier, verifier.check_end(job.head))
+        if ok and job.last:
+            return RangeOutcome.of(verifier, verifier.check_end(job.head))
+        return RangeOutcome.of(verifier)
+    finally:
+        db.close()
 
 
 def _point(row: Sequence[Any] | None, kind: str) -> SignedPoint | None:
@@ -501,6 +640,7 @@ class SqliteAuditStore(SqliteFile):
         trusted: frozenset[str],
         progress: Progress | None = None,
         citizen_index: bool = False,
+        workers: int = 1,
     ) -> VerifyReport:
         """Check the whole log in one snapshot (see :class:`ChainVerifier`).
 
@@ -508,7 +648,18 @@ class SqliteAuditStore(SqliteFile):
         record exactly the blind indexes its hashed data names, and nothing for records that
         are not there: an entry removed hides an exchange from a search for that citizen
         without breaking the chain. It reads the index beside the records and costs some 15%
-        of verify's throughput, hence not (yet) the default."""
+        of verify's throughput, hence not (yet) the default.
+
+        ``workers``: up to this many processes, each checking a range of the chain that starts
+        at a signed checkpoint (so a range is anchored by a signature, not by the stored hash
+        before it) and holding at least :data:`PARALLEL_MIN_RECORDS` records; the report is
+        the one a single pass would give (:func:`combine_ranges`). Each range is read in a
+        snapshot of its own: a purge that runs meanwhile makes the call raise
+        :class:`AuditStoreError` rather than report its records as deleted."""
+        if workers > 1 and self.path != ":memory:":
+            plan = await self._snapshot(lambda db: _plan_ranges(db, self.path, workers))
+            if plan is not None:
+                return await self._verify_ranges(plan, trusted, progress, citizen_index, workers)
 
         def verify(db: sqlite3.Connection) -> VerifyReport:
             anchor = self._read_anchor(db)
@@ -527,20 +678,56 @@ class SqliteAuditStore(SqliteFile):
                     progress(min(done, total), total)
             cursor.close()
             if citizen_index and verifier.problem is None:
-                stray = _stray_subject(db, verifier.first_seq, verifier.last_seq)
+                stray = _stray_problem(db, verifier.first_seq, verifier.last_seq)
                 if stray is not None:
-                    verifier.index_problem(
-                        Problem(
-                            "inserted",
-                            stray,
-                            None,
-                            f"the citizen index files record {stray} under a citizen, but the "
-                            "log holds no such record",
-                        )
-                    )
+                    verifier.index_problem(stray)
             return verifier.finish(head)
 
         return await self._snapshot(verify)
+
+    async def _verify_ranges(
+        self,
+        plan: _RangePlan,
+        trusted: frozenset[str],
+        progress: Progress | None,
+        citizen_index: bool,
+        workers: int,
+    ) -> VerifyReport:
+        jobs = [replace(job, trusted=trusted, citizen_index=citizen_index) for job in plan.jobs]
+
+        def run() -> list[RangeOutcome]:
+            context = multiprocessing.get_context("spawn")  # the gateway's threads: never fork
+            done = 0
+            with ProcessPoolExecutor(min(workers, len(jobs)), mp_context=context) as pool:
+                futures = {pool.submit(_verify_range, job): n for n, job in enumerate(jobs)}
+                outcomes: dict[int, RangeOutcome] = {}
+                for future in as_completed(futures):
+                    n = futures[future]
+                    if future.cancelled():
+                        continue
+                    outcome = outcomes[n] = future.result()
+                    done += jobs[n].records
+                    if progress is not None:
+                        progress(min(done, plan.total), plan.total)
+                    if outcome.problem is not None or outcome.end_problem is not None:
+                        for later, m in futures.items():  # a single pass would stop here
+                            if m > n:
+                                later.cancel()
+            failed = [n for n, o in outcomes.items() if o.problem or o.end_problem]
+            upto = min(failed, default=len(jobs) - 1)
+            return [outcomes[n] for n in range(upto + 1)]
+
+        outcomes = await asyncio.to_thread(run)
+        report = await self._snapshot(
+            lambda db: combine_ranges(
+                outcomes,
+                plan.head,
+                (lambda first, last: _stray_problem(db, first, last)) if citizen_index else None,
+            )
+        )
+        if await self._snapshot(self._read_anchor) != plan.anchor:
+            raise AuditStoreError("the log was purged while it was verified: verify it again")
+        return report
 
     async def export(
         self,

@@ -190,9 +190,12 @@ class AuditStore(Protocol):
         trusted: frozenset[str],
         progress: Progress | None = None,
         citizen_index: bool = False,
+        workers: int = 1,
     ) -> VerifyReport:
         """Check the whole chain (from its anchor, if purged) in one snapshot; with
-        ``citizen_index``, also that the citizen index matches what each record names."""
+        ``citizen_index``, also that the citizen index matches what each record names; with
+        ``workers`` > 1, in up to that many processes when the log is large enough, with the
+        same report."""
         ...
 
     async def seq_range(self, since: str | None, until: str | None) -> tuple[int, int] | None:
