@@ -32,6 +32,7 @@ import multiprocessing
 import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import closing
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
@@ -287,12 +288,36 @@ def _plan_ranges(db: sqlite3.Connection, path: str, workers: int) -> _RangePlan 
     return _RangePlan(jobs, anchor, head, total)
 
 
+def _read_only(path: str) -> sqlite3.Connection:
+    """A connection of its own for long reads of the file (closed by the caller)."""
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA busy_timeout=5000")
+    db.execute("PRAGMA query_only=ON")
+    return db
+
+
+def _feed(
+    db: sqlite3.Connection,
+    verifier: ChainVerifier,
+    cursor: sqlite3.Cursor,
+    citizen_index: bool,
+    progress: Callable[[int], None] | None = None,
+) -> bool:
+    """Feed ``verifier`` the records ``cursor`` reads (with their citizen index entries when
+    asked) until they run out or one fails; False if one failed."""
+    ok = verifier.problem is None
+    while ok and (rows := cursor.fetchmany(CHUNK)):
+        index = _subjects(db, rows[0][0], rows[-1][0]) if citizen_index else None
+        ok = verifier.feed_rows(rows, index)
+        if progress is not None:
+            progress(len(rows))
+    cursor.close()
+    return ok
+
+
 def _verify_range(job: _RangeJob) -> RangeOutcome:
     """Check one range in a process of a parallel verify (see ``SqliteAuditStore.verify``)."""
-    db = sqlite3.connect(job.path, isolation_level=None)
-    try:
-        db.execute("PRAGMA busy_timeout=5000")
-        db.execute("PRAGMA query_only=ON")
+    with closing(_read_only(job.path)) as db:
         db.execute("BEGIN")
         verifier = ChainVerifier(
             anchor=job.anchor,
@@ -301,25 +326,15 @@ def _verify_range(job: _RangeJob) -> RangeOutcome:
             start=job.start,
             recent=job.recent,
         )
-        cursor = db.execute(_RANGE, (job.after, job.upto))
-        ok = verifier.problem is None
-        while ok and (rows := cursor.fetchmany(CHUNK)):
-            index = _subjects(db, rows[0][0], rows[-1][0]) if job.citizen_index else None
-            ok = verifier.feed_rows(rows, index)
-        cursor.close()
+        ok = _feed(db, verifier, db.execute(_RANGE, (job.after, job.upto)), job.citizen_index)
         if ok and verifier.reached < job.upto:  # records at the range's end are missing
             after = db.execute(_RECORD + " WHERE seq > ? ORDER BY seq LIMIT 1", (job.upto,))
-            row = after.fetchone()
-            if row is not None:  # where a single pass would find the gap
-                index = _subjects(db, row[0], row[0]) if job.citizen_index else None
-                verifier.feed_rows([row], index)
-                return RangeOutcome.of(verifier)
-            return RangeOutcome.of(verifier, verifier.check_end(job.head))
+            if _feed(db, verifier, after, job.citizen_index):  # no record after them: the end
+                return RangeOutcome.of(verifier, verifier.check_end(job.head))
+            return RangeOutcome.of(verifier)  # the gap, named where a single pass names it
         if ok and job.last:
             return RangeOutcome.of(verifier, verifier.check_end(job.head))
         return RangeOutcome.of(verifier)
-    finally:
-        db.close()
 
 
 def _point(row: Sequence[Any] | None, kind: str) -> SignedPoint | None:
@@ -449,13 +464,8 @@ class SqliteAuditStore(SqliteFile):
             return await self._run(in_transaction)
 
         def on_own_connection() -> T:
-            db = sqlite3.connect(self.path, isolation_level=None)
-            try:
-                db.execute("PRAGMA busy_timeout=5000")
-                db.execute("PRAGMA query_only=ON")
+            with closing(_read_only(self.path)) as db:
                 return in_transaction(db)
-            finally:
-                db.close()
 
         return await asyncio.to_thread(on_own_connection)
 
@@ -667,16 +677,15 @@ class SqliteAuditStore(SqliteFile):
             head = self._read_head(db)
             (total,) = db.execute("SELECT count(*) FROM audit_records").fetchone()
             verifier = ChainVerifier(anchor=anchor, checkpoints=checkpoints, trusted=trusted)
-            cursor = db.execute(_RECORD + " ORDER BY seq")
             done = 0
-            ok = verifier.problem is None
-            while ok and (rows := cursor.fetchmany(CHUNK)):
-                index = _subjects(db, rows[0][0], rows[-1][0]) if citizen_index else None
-                ok = verifier.feed_rows(rows, index)
-                done += len(rows)
+
+            def advance(count: int) -> None:
+                nonlocal done
+                done += count
                 if progress is not None:
                     progress(min(done, total), total)
-            cursor.close()
+
+            _feed(db, verifier, db.execute(_RECORD + " ORDER BY seq"), citizen_index, advance)
             if citizen_index and verifier.problem is None:
                 stray = _stray_problem(db, verifier.first_seq, verifier.last_seq)
                 if stray is not None:
