@@ -42,6 +42,8 @@ import zeep.wsdl.bindings
 import zeep.xsd
 from lxml import etree
 
+from adapters.wire import safe_xml_parser
+
 __all__ = [
     "ReadWithZeep",
     "ReplyMismatch",
@@ -55,6 +57,9 @@ __all__ = [
 
 XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 XSI_NIL = "{http://www.w3.org/2001/XMLSchema-instance}nil"
+SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
+_ENVELOPE, _BODY, _FAULT = (f"{{{SOAP11_ENV}}}{name}" for name in ("Envelope", "Body", "Fault"))
+_PARSER = safe_xml_parser()  # no DTD, no entity, no network; used on the event loop only
 
 
 class Unsupported(Exception):
@@ -160,21 +165,42 @@ def _compile_element(element: Any, plans: dict[int, _Plan]) -> _Field:
 
 
 class ReplyReader:
-    """Reads the ``soap:Body`` child of one operation's successful reply."""
+    """Reads one operation's successful replies."""
 
     def __init__(self, body_element: Any) -> None:
         self._root = _compile_element(body_element, {})
         plan = self._root.plan
         # zeep returns the only child's value of a body element with one child and no attribute
-        self._unwrap = plan is not None and len(plan.fields) == 1 and not plan.attributes
+        self._unwrap = (
+            plan.fields[0].name
+            if plan is not None and len(plan.fields) == 1 and not plan.attributes
+            else None
+        )
+
+    def read_envelope(self, content: bytes) -> Any:
+        """The value of a SOAP 1.1 envelope's body element (see :meth:`read`);
+        :class:`ReadWithZeep` for anything else (not well-formed, a DOCTYPE, another root, an
+        empty body, a Fault), whose reading and error zeep owns."""
+        try:
+            root = etree.fromstring(content, _PARSER)
+        except etree.XMLSyntaxError:
+            raise ReadWithZeep("not well-formed XML") from None
+        if root.tag != _ENVELOPE or root.getroottree().docinfo.doctype:
+            raise ReadWithZeep("not a plain SOAP 1.1 envelope")
+        body = root.find(_BODY)
+        child = next(iter(body), None) if body is not None else None
+        if child is None or child.tag == _FAULT:
+            raise ReadWithZeep("an empty body, or a fault")
+        return self.read(child)
 
     def read(self, element: etree._Element) -> Any:
-        """The reply's value, shaped as zeep's; :class:`ReplyMismatch` if it does not match."""
+        """The body element's value, shaped as zeep's; :class:`ReplyMismatch` if it does not
+        match the schema."""
         if element.tag != self._root.tag:
             raise ReplyMismatch(f"the reply's body is {_local(element.tag)}, not the expected one")
         value = _read(element, self._root)
-        if self._unwrap and value is not None:
-            return getattr(value, self._root.plan.fields[0].name)  # type: ignore[union-attr]
+        if self._unwrap is not None and value is not None:
+            return getattr(value, self._unwrap)
         return value
 
 
@@ -242,10 +268,6 @@ def _read(element: etree._Element, item: _Field) -> Any:
 
 
 # -- the request ---------------------------------------------------------------------------------
-
-SOAP11_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-_ENVELOPE = f"{{{SOAP11_ENV}}}Envelope"
-_BODY = f"{{{SOAP11_ENV}}}Body"
 
 
 @dataclass(slots=True)

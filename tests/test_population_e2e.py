@@ -452,3 +452,33 @@ async def test_a_reply_that_does_not_match_the_wsdl_is_a_bad_response(
     assert body["error"]["code"] == "upstream.bad_response", body
     assert "does not match its WSDL" in body["error"]["message"]
     assert personal_id not in json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'<?xml version="1.0"?><!DOCTYPE x [<!ENTITY e "x">]>'
+        b'<soap:Envelope xmlns:soap="http://schemas.xmlsoap.org/soap/envelope/">'
+        b"<soap:Body/></soap:Envelope>",
+        b"<soap:Envelope xmlns:soap='http://schemas.xmlsoap.org/soap/envelope/'><soap:Bo",
+    ],
+    ids=["doctype", "cut-short"],
+)
+async def test_a_reply_with_a_doctype_or_cut_short_is_a_bad_response(
+    settings_for: Callable[..., Settings], content: bytes
+) -> None:
+    """Left to zeep, which refuses both: upstream.bad_response, not an internal error."""
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        if request.url.path == "/token":
+            return httpx.Response(200, json={"access_token": "t", "expires_in": 3600})
+        if request.method == "GET":
+            return httpx.Response(503)
+        return httpx.Response(200, content=content, headers={"content-type": "text/xml"})
+
+    text = bus_yaml(MockStack(urls={"ngsp": "http://ngsp.test"}))
+    app = create_app(settings_for(text), environ=ENV, transport=httpx.MockTransport(handler))
+    async with running(app) as client:
+        body = await call(client, "citizen.lookup", {"personal_id": first_seeded_id()})
+    assert body["error"]["code"] == "upstream.bad_response", body
+    assert "could not be read" in body["error"]["message"]

@@ -64,7 +64,6 @@ from adapters.soap_plan import (
     compile_reader,
     compile_writer,
 )
-from adapters.wire import safe_xml_parser
 from schemas.citizen import (
     CitizenLookup,
     CitizenLookupResult,
@@ -78,9 +77,6 @@ from schemas.citizen import (
 __all__ = ["PopulationAdapter", "PopulationOptions", "SharedClientTransport"]
 
 SHIPPED_WSDL = Path(__file__).parent / "wsdl" / "dancu.wsdl"
-_SOAP_ENV = "http://schemas.xmlsoap.org/soap/envelope/"
-_ENVELOPE, _BODY, _FAULT = (f"{{{_SOAP_ENV}}}{n}" for n in ("Envelope", "Body", "Fault"))
-_PARSER = safe_xml_parser()
 _P = TypeVar("_P")
 REQUEST_NS = "http://dancuquocgia.bca"
 BINDING = f"{{{REQUEST_NS}}}DanCuSoapBinding"
@@ -317,7 +313,12 @@ class PopulationAdapter(Adapter):
             except zeep.exceptions.Fault as exc:
                 raise _fault_error(exc) from exc
             # zeep's messages quote the raw reply (names, ids): the cause is not chained.
-            except (zeep.exceptions.TransportError, zeep.exceptions.XMLSyntaxError):
+            except (
+                zeep.exceptions.TransportError,
+                zeep.exceptions.XMLSyntaxError,
+                zeep.exceptions.DTDForbidden,
+                zeep.exceptions.EntitiesForbidden,
+            ):
                 raise UpstreamBadResponse(
                     f"the population database's reply to {name} could not be read"
                 ) from None
@@ -333,18 +334,9 @@ class PopulationAdapter(Adapter):
         reader = self._readers.get(name)
         if reader is not None and reply.status_code == 200:
             try:
-                root = etree.fromstring(reply.content, _PARSER)
-            except etree.XMLSyntaxError:
-                root = None  # zeep says so, as a TransportError
-            docinfo = root.getroottree().docinfo if root is not None else None
-            if root is not None and root.tag == _ENVELOPE and not (docinfo and docinfo.doctype):
-                body = root.find(_BODY)
-                child = next(iter(body), None) if body is not None else None
-                if child is not None and child.tag != _FAULT:
-                    try:
-                        return reader.read(child)
-                    except ReadWithZeep:
-                        pass  # this one reply, with xsi:type, is zeep's
+                return reader.read_envelope(reply.content)
+            except ReadWithZeep:
+                pass  # zeep reads this one, or names what is wrong with it
         return self._binding.process_reply(self._client, self._binding.get(name), reply)
 
     def _common(self, ctx: Context) -> dict[str, Any]:
