@@ -448,6 +448,22 @@ def audit_show(
         out.print(opened[name] or "(none)", markup=False, highlight=False, soft_wrap=True)
 
 
+WorkersOption = Annotated[
+    int,
+    typer.Option(
+        "--workers",
+        min=0,
+        help="Processes checking ranges of the chain side by side, split at signed "
+        "checkpoints (0: one per CPU). A log under 200,000 records is checked in one.",
+    ),
+]
+
+
+def _processes(workers: int) -> int:
+    """``--workers``: 0 is one per CPU."""
+    return workers or os.cpu_count() or 1
+
+
 @audit_app.command("verify")
 def audit_verify(
     as_json: JsonOption = False,
@@ -460,15 +476,7 @@ def audit_verify(
             "Some 15% slower.",
         ),
     ] = False,
-    workers: Annotated[
-        int,
-        typer.Option(
-            "--workers",
-            min=0,
-            help="Processes checking ranges of the chain side by side, split at signed "
-            "checkpoints (0: one per CPU). A log under 200,000 records is checked in one.",
-        ),
-    ] = 0,
+    workers: WorkersOption = 0,
 ) -> None:
     """Check the whole chain: every record's hash and link, the checkpoints and the signed
     head (from the purge anchor, if purged). Exit 1 if the log does not verify."""
@@ -479,7 +487,7 @@ def audit_verify(
                 trusted=frozenset({s.keys.public_key}),
                 progress=progress,
                 citizen_index=index,
-                workers=workers or os.cpu_count() or 1,
+                workers=_processes(workers),
             )
         return report, s.keys.public_key
 
@@ -561,6 +569,7 @@ def audit_export(
         str | None, typer.Option("--to", help=f"Recorded before [{DATE_HELP}; default: now]")
     ] = None,
     as_json: JsonOption = False,
+    workers: WorkersOption = 0,
 ) -> None:
     """Write the records of a period to a signed bundle (one zip file) that anyone can check
     offline with `lgsp audit verify-bundle`; the whole log is verified first."""
@@ -568,7 +577,9 @@ def audit_export(
 
     async def export(s: _Session) -> dict[str, Any]:
         with _progress("exporting", not as_json) as progress:
-            manifest = await export_bundle(s.store, s.keys, start, end, out_file, progress)
+            manifest = await export_bundle(
+                s.store, s.keys, start, end, out_file, progress, workers=_processes(workers)
+            )
         detail = {
             "from": start,
             "to": end,

@@ -319,6 +319,25 @@ def test_verify_in_several_processes_names_the_same_record(
     assert "--workers" in refused.output
 
 
+def test_export_checks_the_log_in_several_processes_too(
+    lgsp: Lgsp, built: Built, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """export --workers 2: the whole-log check before signing runs in ranges; a record changed
+    in the second range stops the export, naming it, and leaves no bundle."""
+    monkeypatch.setattr("bus.audit.sqlite_store.PARALLEL_MIN_RECORDS", 10)
+    good = tmp_path / "good.zip"
+    exported = _json(lgsp("export", "--out", str(good), "--workers", "2", "--json"))
+    assert exported["manifest"]["count"] == 30
+    assert _json(lgsp("verify-bundle", str(good), "--json"))["ok"] is True
+    with closing(sqlite3.connect(built.settings.audit_file())) as db, db:
+        db.execute("UPDATE audit_records SET data = replace(data, 'cb', 'cx') WHERE seq = 27")
+    bad = tmp_path / "bad.zip"
+    refused = lgsp("export", "--out", str(bad), "--workers", "2")
+    assert refused.exit_code != 0
+    assert "record 27" in refused.output
+    assert not bad.exists()
+
+
 def test_verify_index_finds_a_removed_citizen_entry(lgsp: Lgsp, built: Built) -> None:
     """Deleting a citizen index entry hides an exchange from that citizen's search without
     touching the chain: plain verify passes, verify --index names the record and exits 1."""

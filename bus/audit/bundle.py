@@ -155,13 +155,16 @@ async def export_bundle(
     until: str | None,
     path: Path | str,
     progress: Progress | None = None,
+    *,
+    workers: int = 1,
 ) -> dict[str, Any]:
     """Write the records recorded in ``since <= recorded_at < until`` (UTC ISO text; None is
     open) to a new bundle at ``path``, keep it in the store's exports (so a purge may remove
     them), and return its manifest.
 
-    The whole log is verified first: the bus does not sign a manifest over a chain that does
-    not verify. ``progress`` sees both passes as one: (done, verify's total + records
+    The whole log is verified first (in up to ``workers`` processes, as
+    :meth:`AuditStore.verify`): the bus does not sign a manifest over a chain that does not
+    verify. ``progress`` sees both passes as one: (done, verify's total + records
     exported). Records are streamed to the zip, never all held in memory. The bundle is
     written beside ``path`` and linked into place when complete; an existing file is never
     replaced. Raises :class:`BundleError` (or the store's error) when it cannot export.
@@ -185,7 +188,9 @@ async def export_bundle(
         if progress is not None:
             progress(checked_total + done, checked_total + count)
 
-    report = await store.verify(trusted=frozenset({keys.public_key}), progress=checking)
+    report = await store.verify(
+        trusted=frozenset({keys.public_key}), progress=checking, workers=workers
+    )
     if not report.ok:
         problem = report.problem
         reason = (
