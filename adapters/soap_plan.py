@@ -97,7 +97,6 @@ class _Plan:
 class _Field:
     name: str  # the attribute of the result, as zeep names it
     tag: str  # Clark notation
-    namespace: str | None
     many: bool
     required: bool
     convert: Callable[[str], Any] | None  # a simple type
@@ -108,22 +107,9 @@ def _compile_type(xsd_type: Any, plans: dict[int, _Plan]) -> _Plan:
     known = plans.get(id(xsd_type))
     if known is not None:  # a recursive or shared type: one plan, filled once
         return known
-    name = str(getattr(xsd_type, "qname", None) or type(xsd_type).__name__)
+    name = _type_name(xsd_type)
     plan = plans[id(xsd_type)] = _Plan(name)
-    nested = xsd_type.elements_nested
-    elements: list[Any] = []
-    if nested:
-        if len(nested) != 1 or not isinstance(nested[0][1], zeep.xsd.Sequence):
-            raise Unsupported(f"{name}: not one sequence of elements")
-        sequence = nested[0][1]
-        if sequence.accepts_multiple or sequence.is_optional:
-            raise Unsupported(f"{name}: a repeating or optional sequence")
-        for item in sequence:
-            if not isinstance(item, zeep.xsd.Element) or isinstance(item, zeep.xsd.Any):
-                raise Unsupported(f"{name}: {type(item).__name__} in its sequence")
-            elements.append(item)
-    if len(xsd_type.elements) != len(elements):  # simple content, or elements of a base type
-        raise Unsupported(f"{name}: content other than its own sequence of elements")
+    elements, _group = _elements(xsd_type, name, choice=False)
     for attr_name, attribute in xsd_type.attributes:
         if not isinstance(attribute.type, zeep.xsd.AnySimpleType):
             raise Unsupported(f"{name}: attribute {attr_name} is not of a simple type")
@@ -156,7 +142,6 @@ def _compile_element(element: Any, plans: dict[int, _Plan]) -> _Field:
     return _Field(
         name=element.attr_name,
         tag=qname.text,
-        namespace=qname.namespace,
         many=bool(element.accepts_multiple),
         required=not element.is_optional,
         convert=convert,
@@ -243,8 +228,8 @@ def _read(element: etree._Element, item: _Field) -> Any:
             continue
         sub = plan.by_tag.get(tag)
         if sub is None:
-            namespace = etree.QName(tag).namespace
-            sub = plan.by_tag.get(etree.QName(tag).localname) if namespace is None else None
+            qname = etree.QName(tag)
+            sub = plan.by_tag.get(qname.localname) if qname.namespace is None else None
             if sub is None:
                 raise ReplyMismatch(f"unexpected element {_local(tag)} in {_local(element.tag)}")
         if sub.many:
@@ -296,26 +281,13 @@ def _compile_out_type(xsd_type: Any, namespace: str, plans: dict[int, _Out]) -> 
     known = plans.get(id(xsd_type))
     if known is not None:
         return known
-    name = str(getattr(xsd_type, "qname", None) or type(xsd_type).__name__)
+    name = _type_name(xsd_type)
     plan = plans[id(xsd_type)] = _Out(name)
     if xsd_type.attributes:
         raise Unsupported(f"{name}: attributes in a request")
-    nested = xsd_type.elements_nested
-    items: list[Any] = []
-    if nested:
-        group = nested[0][1]
-        if len(nested) != 1 or not isinstance(group, zeep.xsd.Sequence | zeep.xsd.Choice):
-            raise Unsupported(f"{name}: not one sequence or choice of elements")
-        if group.accepts_multiple or (isinstance(group, zeep.xsd.Sequence) and group.is_optional):
-            raise Unsupported(f"{name}: a repeating or optional group")
-        for item in group:
-            if not isinstance(item, zeep.xsd.Element) or isinstance(item, zeep.xsd.Any):
-                raise Unsupported(f"{name}: {type(item).__name__} in its group")
-            items.append(item)
-        plan.choice = isinstance(group, zeep.xsd.Choice)
-        plan.choice_required = plan.choice and not group.is_optional
-    if len(xsd_type.elements) != len(items):
-        raise Unsupported(f"{name}: content other than its own group of elements")
+    items, group = _elements(xsd_type, name, choice=True)
+    plan.choice = isinstance(group, zeep.xsd.Choice)
+    plan.choice_required = plan.choice and not group.is_optional
     plan.fields = tuple(_compile_out_element(item, namespace, plans) for item in items)
     plan.names = frozenset(f.name for f in plan.fields)
     return plan
@@ -412,6 +384,32 @@ def _write(parent: etree._Element, values: dict[str, Any], plan: _Out) -> None:
 
 
 # -- helpers --------------------------------------------------------------------------------------
+
+
+def _type_name(xsd_type: Any) -> str:
+    return str(getattr(xsd_type, "qname", None) or type(xsd_type).__name__)
+
+
+def _elements(xsd_type: Any, name: str, *, choice: bool) -> tuple[list[Any], Any]:
+    """The elements of a complex type made of one sequence (or, with ``choice``, one choice)
+    of plain elements, and that group (None for a type without elements); anything else, as
+    simple content or the elements of a base type, is :class:`Unsupported`."""
+    kinds = (zeep.xsd.Sequence, zeep.xsd.Choice) if choice else (zeep.xsd.Sequence,)
+    nested = xsd_type.elements_nested
+    group = nested[0][1] if nested else None
+    items: list[Any] = []
+    if group is not None:
+        if len(nested) != 1 or not isinstance(group, kinds):
+            raise Unsupported(f"{name}: not one {' or '.join(k.__name__ for k in kinds)}")
+        if group.accepts_multiple or (isinstance(group, zeep.xsd.Sequence) and group.is_optional):
+            raise Unsupported(f"{name}: a repeating or optional group")
+        for item in group:
+            if not isinstance(item, zeep.xsd.Element) or isinstance(item, zeep.xsd.Any):
+                raise Unsupported(f"{name}: {type(item).__name__} in its group")
+            items.append(item)
+    if len(xsd_type.elements) != len(items):
+        raise Unsupported(f"{name}: content other than its own group of elements")
+    return items, group
 
 
 def _boolean(text: str) -> bool:

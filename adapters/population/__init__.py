@@ -77,9 +77,9 @@ from schemas.citizen import (
 __all__ = ["PopulationAdapter", "PopulationOptions", "SharedClientTransport"]
 
 SHIPPED_WSDL = Path(__file__).parent / "wsdl" / "dancu.wsdl"
-_P = TypeVar("_P")
 REQUEST_NS = "http://dancuquocgia.bca"
 BINDING = f"{{{REQUEST_NS}}}DanCuSoapBinding"
+_P = TypeVar("_P")  # a compiled plan (adapters/soap_plan.py)
 
 _bearer: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "lgsp_ngsp_bearer", default=None

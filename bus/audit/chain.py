@@ -584,6 +584,11 @@ class RangeOutcome:
     index_problem: Problem | None
     end_problem: Problem | None = None
 
+    @property
+    def stopped(self) -> bool:
+        """A single pass would have stopped in this range."""
+        return self.problem is not None or self.end_problem is not None
+
     @classmethod
     def of(cls, verifier: ChainVerifier, end_problem: Problem | None = None) -> RangeOutcome:
         problem = verifier.problem if end_problem is None else None
@@ -618,7 +623,7 @@ def combine_ranges(
         last = outcome.last_seq if outcome.last_seq is not None else last
         index = index or outcome.index_problem  # the ranges are in order: the first is first
         problem, end = outcome.problem, outcome.end_problem
-        if problem is not None or end is not None:
+        if outcome.stopped:
             break
     if problem is None and stray is not None:
         found = stray(first, last)

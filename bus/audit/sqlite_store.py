@@ -33,7 +33,7 @@ import sqlite3
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import closing
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -232,8 +232,8 @@ class _RangeJob:
     recent: tuple[tuple[int, str], ...]
     checkpoints: dict[int, SignedPoint]
     head: SignedPoint | None
-    trusted: frozenset[str] = frozenset()
-    citizen_index: bool = False
+    trusted: frozenset[str]
+    citizen_index: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -244,7 +244,13 @@ class _RangePlan:
     total: int
 
 
-def _plan_ranges(db: sqlite3.Connection, path: str, workers: int) -> _RangePlan | None:
+def _plan_ranges(
+    db: sqlite3.Connection,
+    path: str,
+    workers: int,
+    trusted: frozenset[str],
+    citizen_index: bool,
+) -> _RangePlan | None:
     """Ranges for up to ``workers`` processes, split at signed checkpoints, in one snapshot;
     None when the log is too small to gain from more than one."""
     (total, first, last) = db.execute(
@@ -283,6 +289,8 @@ def _plan_ranges(db: sqlite3.Connection, path: str, workers: int) -> _RangePlan 
                 recent=tuple((int(s), str(i)) for s, i in reversed(recent)) if n else (),
                 checkpoints={s: p for s, p in checkpoints.items() if s > after},
                 head=head,
+                trusted=trusted,
+                citizen_index=citizen_index,
             )
         )
     return _RangePlan(jobs, anchor, head, total)
@@ -667,9 +675,11 @@ class SqliteAuditStore(SqliteFile):
         snapshot of its own: a purge that runs meanwhile makes the call raise
         :class:`AuditStoreError` rather than report its records as deleted."""
         if workers > 1 and self.path != ":memory:":
-            plan = await self._snapshot(lambda db: _plan_ranges(db, self.path, workers))
+            plan = await self._snapshot(
+                lambda db: _plan_ranges(db, self.path, workers, trusted, citizen_index)
+            )
             if plan is not None:
-                return await self._verify_ranges(plan, trusted, progress, citizen_index, workers)
+                return await self._verify_ranges(plan, progress, citizen_index, workers)
 
         def verify(db: sqlite3.Connection) -> VerifyReport:
             anchor = self._read_anchor(db)
@@ -697,12 +707,11 @@ class SqliteAuditStore(SqliteFile):
     async def _verify_ranges(
         self,
         plan: _RangePlan,
-        trusted: frozenset[str],
         progress: Progress | None,
         citizen_index: bool,
         workers: int,
     ) -> VerifyReport:
-        jobs = [replace(job, trusted=trusted, citizen_index=citizen_index) for job in plan.jobs]
+        jobs = plan.jobs
 
         def run() -> list[RangeOutcome]:
             context = multiprocessing.get_context("spawn")  # the gateway's threads: never fork
@@ -718,25 +727,22 @@ class SqliteAuditStore(SqliteFile):
                     done += jobs[n].records
                     if progress is not None:
                         progress(min(done, plan.total), plan.total)
-                    if outcome.problem is not None or outcome.end_problem is not None:
-                        for later, m in futures.items():  # a single pass would stop here
+                    if outcome.stopped:  # a single pass would stop here
+                        for later, m in futures.items():
                             if m > n:
                                 later.cancel()
-            failed = [n for n, o in outcomes.items() if o.problem or o.end_problem]
-            upto = min(failed, default=len(jobs) - 1)
+            upto = min((n for n, o in outcomes.items() if o.stopped), default=len(jobs) - 1)
             return [outcomes[n] for n in range(upto + 1)]
 
         outcomes = await asyncio.to_thread(run)
-        report = await self._snapshot(
-            lambda db: combine_ranges(
-                outcomes,
-                plan.head,
-                (lambda first, last: _stray_problem(db, first, last)) if citizen_index else None,
-            )
-        )
-        if await self._snapshot(self._read_anchor) != plan.anchor:
-            raise AuditStoreError("the log was purged while it was verified: verify it again")
-        return report
+
+        def combine(db: sqlite3.Connection) -> VerifyReport:
+            if self._read_anchor(db) != plan.anchor:
+                raise AuditStoreError("the log was purged while it was verified: verify it again")
+            stray = (lambda first, last: _stray_problem(db, first, last)) if citizen_index else None
+            return combine_ranges(outcomes, plan.head, stray)
+
+        return await self._snapshot(combine)
 
     async def export(
         self,
