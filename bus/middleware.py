@@ -1,6 +1,7 @@
 """The app's one plain ASGI middleware, :class:`RequestIdMiddleware`, outermost.
 
-It takes a well-formed ``X-Request-ID`` from the caller or makes one, stores it in
+It takes a well-formed ``X-Request-ID`` from the caller (unless it holds a personal number:
+:func:`holds_personal_number`) or makes one, stores it in
 ``scope["state"]``, binds it into every log line, and echoes it on the reply. It also turns any
 exception that escapes the app into a ``bus.internal`` envelope carrying the request id; the
 stack trace goes to the server log, never to the caller.
@@ -16,12 +17,36 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from bus.errors import InternalError, error_envelope
 from bus.ids import new_id
 
-__all__ = ["REQUEST_ID_PATTERN", "RequestIdMiddleware", "request_id_of"]
+__all__ = ["REQUEST_ID_PATTERN", "RequestIdMiddleware", "holds_personal_number", "request_id_of"]
 
 #: What a caller's request id may look like: 8 to 128 letters, digits, '.', '_', ':' or '-'.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
 
+#: A run of digits in a request id shaped like a personal number: 9 digits (an old id), 10 to 12
+#: from a 0 (a phone, an old 11-digit phone, a citizen id: each starts with 0), or 84 and a
+#: phone's 9 digits (the international form; a "+" is not allowed in a request id anyway).
+#: Runs only, bounded by non-digits: an id's dates and counters are groups of digits
+#: ("2026-11-21-000123", "000.00.00.H00-261121-0001") and stay adoptable.
+PERSONAL_NUMBER_IN_ID = re.compile(r"(?<!\d)(?:\d{9}|0\d{9,11}|84\d{9})(?!\d)")
+
+#: A UUID in its canonical text form: adopted as it is, whatever digits its groups hold.
+UUID_PATTERN = re.compile(r"[0-9a-fA-F]{8}(?:-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}")
+
 log = structlog.get_logger("lgsp.http")
+
+
+def holds_personal_number(request_id: str) -> bool:
+    """Whether a caller's request id holds a digit run shaped like a personal number (a citizen
+    id, an old id, a phone: :data:`PERSONAL_NUMBER_IN_ID`).
+
+    Such an id is refused: the request id is logged in clear and kept in the exchange record's
+    ``request_id`` column, so a system that numbers its requests after the citizen would put the
+    citizen's number in every log line of the call. A canonical UUID never counts: its hex
+    groups often hold such digit runs by chance.
+    """
+    if UUID_PATTERN.fullmatch(request_id):
+        return False
+    return PERSONAL_NUMBER_IN_ID.search(request_id) is not None
 
 
 def request_id_of(scope: Scope) -> str:
@@ -43,12 +68,17 @@ class RequestIdMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        sent = None
+        sent = ""
         for name, value in scope["headers"]:
             if name == b"x-request-id":
                 sent = value.decode("latin-1")
                 break
-        request_id = sent if sent and REQUEST_ID_PATTERN.fullmatch(sent) else new_id()
+        personal = False
+        if REQUEST_ID_PATTERN.fullmatch(sent):
+            personal = holds_personal_number(sent)
+            request_id = new_id() if personal else sent
+        else:
+            request_id = new_id()
         scope.setdefault("state", {})["request_id"] = request_id
         header = (b"x-request-id", request_id.encode("ascii"))
         started = False
@@ -62,6 +92,11 @@ class RequestIdMiddleware:
             await send(message)
 
         bound = structlog.contextvars.bind_contextvars(request_id=request_id)
+        if personal:  # (the refused value is not logged: it is what the logs must not hold)
+            log.warning(
+                "X-Request-ID refused: it holds a number shaped like a personal id or a phone; "
+                "the call uses a generated request id"
+            )
         try:
             await self.app(scope, receive, send_with_id)
         except Exception:  # the outermost net: the caller gets an envelope, the log the trace
