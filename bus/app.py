@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import re
 import secrets
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -23,6 +24,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp
 
 from adapters.base import Clock
 from bus.admin import admin_router
@@ -44,7 +46,7 @@ from bus.gateway import Gateway, build_gateway
 from bus.health import Readiness
 from bus.logging import configure_logging, get_logger
 from bus.metaservices import build_openapi, describe_service, list_services
-from bus.middleware import RequestIdMiddleware
+from bus.middleware import FrontRoute, RequestIdMiddleware, endpoint_app
 from bus.oauth import token_endpoint
 from bus.pipeline import field_errors_from, handle_call
 from bus.registry import AdapterRegistry, discover
@@ -87,6 +89,26 @@ def _error(request: Request, exc: BusError, service: str | None = None) -> Respo
     return Response(
         env.model_dump_json(), status_code=exc.http_status, media_type="application/json"
     )
+
+
+#: The service call's path: ``/v1/services/{service}/{operation}``, as a Starlette route matches
+#: it (each parameter one path segment).
+CALL_PATH = re.compile(r"/v1/services/(?P<service>[^/]+)/(?P<operation>[^/]+)")
+
+
+class GatewayApp(FastAPI):
+    """The gateway's FastAPI app, with the service call served by a :class:`FrontRoute` before
+    FastAPI's middleware and router, which serve every other route (metaservices, token, admin,
+    audit, callbacks, health, docs). Both ways go through a :class:`RequestIdMiddleware`: the
+    call's own, and the one added to FastAPI's middleware for the rest."""
+
+    def __init__(self, call: Callable[[Request], Awaitable[Response]], **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._call = call
+
+    def build_middleware_stack(self) -> ASGIApp:
+        call = RequestIdMiddleware(endpoint_app(self._call))
+        return FrontRoute(super().build_middleware_stack(), CALL_PATH, ("POST",), call)
 
 
 def create_app(
@@ -161,7 +183,12 @@ def create_app(
             if store is not None:
                 await store.close()
 
-    app = FastAPI(
+    async def call(request: Request) -> Response:
+        params = request.path_params
+        return await handle_call(gw, request, params["service"], params["operation"])
+
+    app = GatewayApp(
+        call,
         title="LGSP integration bus",
         version="0.1.0",
         description=DESCRIPTION,
@@ -170,11 +197,8 @@ def create_app(
     )
     app.state.gateway = gw
 
-    async def call(request: Request) -> Response:
-        params = request.path_params
-        return await handle_call(gw, request, params["service"], params["operation"])
-
-    # A plain Starlette route: the call route does its own body handling, so FastAPI's
+    # Served in front of FastAPI (GatewayApp); registered with the router too, which answers
+    # another method with 405. The call route does its own body handling, so FastAPI's
     # per-request dependency machinery would only add cost. It is documented per operation.
     app.router.add_route(
         "/v1/services/{service}/{operation}", call, methods=["POST"], include_in_schema=False

@@ -1,23 +1,36 @@
-"""The app's one plain ASGI middleware, :class:`RequestIdMiddleware`, outermost.
+"""The app's plain ASGI layers: :class:`RequestIdMiddleware`, outermost, then :class:`FrontRoute`.
 
 It takes a well-formed ``X-Request-ID`` from the caller (unless it holds a personal number:
 :func:`holds_personal_number`) or makes one, stores it in
 ``scope["state"]``, binds it into every log line, and echoes it on the reply. It also turns any
 exception that escapes the app into a ``bus.internal`` envelope carrying the request id; the
 stack trace goes to the server log, never to the caller.
+
+:class:`FrontRoute` serves one route (the service call) before FastAPI's own middleware and
+router, which every other request goes through.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Awaitable, Callable, Collection
 
 import structlog
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from bus.errors import InternalError, error_envelope
 from bus.ids import new_id
 
-__all__ = ["REQUEST_ID_PATTERN", "RequestIdMiddleware", "holds_personal_number", "request_id_of"]
+__all__ = [
+    "REQUEST_ID_PATTERN",
+    "FrontRoute",
+    "RequestIdMiddleware",
+    "endpoint_app",
+    "holds_personal_number",
+    "request_id_of",
+]
 
 #: What a caller's request id may look like: 8 to 128 letters, digits, '.', '_', ':' or '-'.
 REQUEST_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,127}")
@@ -114,3 +127,53 @@ class RequestIdMiddleware:
             await send_with_id({"type": "http.response.body", "body": body.encode()})
         finally:
             structlog.contextvars.reset_contextvars(**bound)
+
+
+class FrontRoute:
+    """One route served in front of an app's middleware and router.
+
+    A request whose method is in ``methods`` and whose path (less the ``root_path``) matches
+    ``path`` whole goes straight to ``front`` (an ASGI app, e.g. :func:`endpoint_app`), with
+    the pattern's named groups as its path parameters; anything else goes to ``app``. FastAPI
+    wraps every request in its own layers (server errors, OpenTelemetry, a body limit,
+    exception handlers, an exit stack, the router's match): the service call, which handles its
+    own body, errors and envelope, skips them. A bare proxy served both ways in one run spent
+    about a quarter less CPU per call this way. The route should also be registered with the
+    router, which then answers a wrong method with 405.
+    """
+
+    def __init__(
+        self, app: ASGIApp, path: re.Pattern[str], methods: Collection[str], front: ASGIApp
+    ) -> None:
+        self.app = app
+        self.path = path
+        self.methods = frozenset(methods)
+        self.front = front
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] in self.methods:
+            found = self.path.fullmatch(_route_path(scope))
+            if found is not None:
+                scope["path_params"] = found.groupdict()
+                await self.front(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+def endpoint_app(endpoint: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    """``endpoint`` as a bare ASGI app: a request in, its response sent."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        response = await endpoint(Request(scope, receive, send))
+        await response(scope, receive, send)
+
+    return app
+
+
+def _route_path(scope: Scope) -> str:
+    """The path a router matches: ``path`` without the ``root_path`` it is mounted under."""
+    path: str = scope["path"]
+    root: str = scope.get("root_path", "")
+    if root and path.startswith(root) and path[len(root) : len(root) + 1] in ("/", ""):
+        return path[len(root) :]
+    return path
