@@ -9,6 +9,7 @@ every problem with its line; nothing is started until the configuration is whole
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import os
@@ -65,8 +66,9 @@ class ServiceRuntime:
     def operations(self) -> Mapping[str, OperationSpec]:
         return self.entry.adapter.operations
 
-    @property
+    @functools.cached_property
     def upstream(self) -> Upstream | None:
+        """Where the adapter's calls go (from the frozen config: worked out once)."""
         up = self.config.upstream
         if up is None:
             return None

@@ -83,6 +83,8 @@ class Redactor:
     def _clean(self, key: str, value: Any) -> Any:
         if self._names_secret(key):
             return "[redacted]"
+        if type(value) is str:  # the common case first: the checks below include an ABC's
+            return self.NUMBER.sub("[redacted-number]", value)
         if value is None or isinstance(value, bool | float):
             return value
         if isinstance(value, int):

@@ -97,6 +97,10 @@ def _values(value: Any) -> Iterator[Any]:
         yield value
 
 
+#: What :func:`subjects_of` looks into: models, and collections that may hold models.
+_CONTAINERS = (BaseModel, list, tuple, set, frozenset, dict)
+
+
 def subjects_of(value: Any) -> set[str]:
     """Every citizen id held in ``value`` (a model, or lists and dicts of models), by the
     :class:`Subject` marks of its models' fields."""
@@ -106,7 +110,9 @@ def subjects_of(value: Any) -> set[str]:
         for name in marked:
             found.update(str(v) for v in _values(getattr(value, name)))
         for name in other:
-            found |= subjects_of(getattr(value, name))
+            field = getattr(value, name)
+            if isinstance(field, _CONTAINERS):  # a plain value holds no marked field
+                found |= subjects_of(field)
     elif isinstance(value, list | tuple | set | frozenset):
         for item in value:
             found |= subjects_of(item)
