@@ -4,12 +4,15 @@ periods, export, purge behind an anchor, auditors, and appends from several proc
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import json
+import os
 import sqlite3
 import sys
 import textwrap
 from collections.abc import AsyncIterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -838,4 +841,43 @@ async def test_appends_from_two_processes_keep_one_valid_chain(
         if child.returncode is None:
             child.kill()
             await child.wait()
+        await store.close()
+
+
+async def test_an_append_queues_for_the_writer_lock_of_the_file(
+    tmp_path: Path, keys: AuditKeys
+) -> None:
+    """Every process appending to the log takes an exclusive flock on ``<log>-writer`` first
+    (SQLite's own busy handler polls with sleeps of up to 100 ms; the kernel hands the lock
+    over at once). Held by another holder, an append waits for it, neither failing nor
+    writing, and goes on when it is released; the chain stays whole."""
+    path = tmp_path / "audit.db"
+    store = SqliteAuditStore(path, keys, checkpoint_every=10)
+    try:
+        await store.append([rec(1)])
+        # the append made the lock file (opened without O_CREAT: it must exist); another open
+        # file of it holds the lock as another process would
+        other = os.open(f"{path}-writer", os.O_RDWR)
+        try:
+            fcntl.flock(other, fcntl.LOCK_EX)
+            waiting = asyncio.ensure_future(store.append([rec(2), rec(3)]))
+            done, _ = await asyncio.wait({waiting}, timeout=0.5)
+            assert not done, "the append did not wait for the writer lock"
+            with closing(sqlite3.connect(path)) as reader:  # the store's own connection waits
+                assert reader.execute("SELECT seq FROM audit_records").fetchall() == [(1,)]
+            fcntl.flock(other, fcntl.LOCK_UN)
+            assert await asyncio.wait_for(waiting, timeout=30) == [2, 3]
+        finally:
+            os.close(other)
+        report = await store.verify(trusted=frozenset({keys.public_key}))
+        assert (report.ok, report.checked) == (True, 3), report.problem
+    finally:
+        await store.close()
+
+
+async def test_an_in_memory_log_has_no_writer_lock(keys: AuditKeys) -> None:
+    store = SqliteAuditStore(":memory:", keys)
+    try:
+        assert await store.append([rec(1), rec(2)]) == [1, 2]
+    finally:
         await store.close()

@@ -15,9 +15,11 @@ Transactions
 ------------
 :meth:`~SqliteAuditStore.append` reads the head, chains the batch onto it and signs the new head
 in one ``BEGIN IMMEDIATE`` transaction: gateway processes sharing the file are serialised by
-SQLite's write lock and keep one valid chain. It continues from the *signed head*, never from the
-last row: a row someone added behind the head's back makes the append fail on its number
-instead of being chained and signed over. Long reads (:meth:`~SqliteAuditStore.verify`,
+SQLite's write lock and keep one valid chain, and queue for it on a lock file beside the log
+(:meth:`~bus.sqlite.SqliteFile._writing`) rather than in SQLite's sleeping retries. It
+continues from the *signed head*, never from the last row: a row someone added behind the
+head's back makes the append fail on its number instead of being chained and signed over.
+Long reads (:meth:`~SqliteAuditStore.verify`,
 :meth:`~SqliteAuditStore.export`) run in one read transaction on a connection of their own, so
 they see one snapshot and do not hold up appends through the store's connection.
 """
@@ -514,8 +516,7 @@ class SqliteAuditStore(SqliteFile):
             return []
 
         def append(db: sqlite3.Connection) -> list[int]:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
+            with self._writing(db):
                 head = self._read_head(db)
                 if head is not None:
                     # signed_at of a head is the recorded_at of its batch (see below).
@@ -809,8 +810,7 @@ class SqliteAuditStore(SqliteFile):
 
         def oldest(db: sqlite3.Connection) -> tuple[int, int] | None:
             """(first, last) records to remove, once checked to be in exports."""
-            with db:
-                db.execute("BEGIN IMMEDIATE")
+            with self._writing(db):
                 first, last = db.execute(
                     "SELECT min(seq), (SELECT max(seq) FROM audit_records WHERE recorded_at < ?) "
                     "FROM audit_records",
@@ -829,8 +829,7 @@ class SqliteAuditStore(SqliteFile):
 
         def remove(db: sqlite3.Connection, last: int) -> tuple[int, SignedPoint | None, bool]:
             """Remove the next chunk up to ``last``: (records removed, anchor, all done)."""
-            with db:
-                db.execute("BEGIN IMMEDIATE")
+            with self._writing(db):
                 (first,) = db.execute("SELECT min(seq) FROM audit_records").fetchone()
                 if first is None or first > last:
                     return 0, self._read_anchor(db), True
@@ -910,8 +909,7 @@ class SqliteAuditStore(SqliteFile):
         self, auditor_id: str, *, active: bool | None = None, can_read_bodies: bool | None = None
     ) -> Auditor:
         def update(db: sqlite3.Connection) -> Auditor:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
+            with self._writing(db):
                 db.execute(
                     "UPDATE auditors SET active = coalesce(?, active), "
                     "can_read_bodies = coalesce(?, can_read_bodies) WHERE id = ?",
