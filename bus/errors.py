@@ -42,6 +42,7 @@ __all__ = [
     "CATALOGUE",
     "BadRequest",
     "BusError",
+    "ClientClosedRequest",
     "ClientError",
     "ErrorSpec",
     "FieldError",
@@ -107,6 +108,12 @@ CATALOGUE: dict[str, ErrorSpec] = {
             "This Idempotency-Key was used with a different request.",
         ),
         _spec("client.rate_limited", 429, True, "The consumer exceeded its rate or quota."),
+        _spec(
+            "client.closed_request",
+            499,
+            False,
+            "The caller closed the connection before its request was read whole.",
+        ),
         _spec("upstream.rejected", 422, False, "The national platform refused the request."),
         _spec("upstream.fault", 502, False, "The national platform answered with a fault."),
         _spec("upstream.bad_response", 502, False, "The national platform's reply is unusable."),
@@ -228,6 +235,13 @@ class UnsupportedMediaType(ClientError):
 
 class RateLimited(ClientError):
     code = "client.rate_limited"
+
+
+class ClientClosedRequest(ClientError):
+    """The caller went away mid-request (nginx logs the same as 499): recorded as such, not as
+    a bad request; the reply reaches no one."""
+
+    code = "client.closed_request"
 
 
 class UpstreamError(BusError):

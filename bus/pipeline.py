@@ -37,6 +37,7 @@ from bus.delivery.store import NewDelivery
 from bus.errors import (
     BadRequest,
     BusError,
+    ClientClosedRequest,
     FieldError,
     InternalError,
     PayloadTooLarge,
@@ -220,7 +221,7 @@ async def read_any_body(request: Request, max_bytes: int) -> bytes:
                 raise PayloadTooLarge(f"the body exceeds the limit of {max_bytes} bytes")
             chunks.append(chunk)
     except ClientDisconnect as exc:
-        raise BadRequest("the caller disconnected before sending the whole body") from exc
+        raise ClientClosedRequest("the caller disconnected before sending the whole body") from exc
     return b"".join(chunks)
 
 

@@ -35,6 +35,7 @@ EXPECTED = {
     "client.idempotency_key_reused": (422, False),
     "client.unsupported_media_type": (415, False),
     "client.rate_limited": (429, True),
+    "client.closed_request": (499, False),
     "upstream.rejected": (422, False),
     "upstream.fault": (502, False),
     "upstream.bad_response": (502, False),
