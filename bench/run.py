@@ -13,7 +13,8 @@ Scenarios (every one sends the same POST with a JSON body and the same headers):
 ``direct``         load generator -> upstream
 ``aiohttp-proxy``  -> ``bench/peers/aiohttp_proxy.py`` -> upstream: the ceiling of one Python hop
 ``stack-proxy``    -> ``bench/peers/stack_proxy.py`` -> upstream: the bus's stack (uvicorn,
-                   FastAPI, one Starlette route, the bus's shared httpx client) and nothing else
+                   FastAPI, one route served in front of FastAPI's middleware as the bus serves
+                   its call, the bus's shared httpx client) and nothing else
 ``nginx-proxy``    -> nginx ``proxy_pass`` (keep-alive upstream block) -> upstream
 ``bus-json``       -> the bus, ``relay/record.status`` (adapter ``bench-relay``) -> upstream; the
                    whole pipeline: bearer token, rights, rate limit, validation, retry policy,
