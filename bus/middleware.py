@@ -1,4 +1,7 @@
-"""The app's plain ASGI layers: :class:`RequestIdMiddleware`, outermost, then :class:`FrontRoute`.
+"""The app's plain ASGI layers: :class:`FrontRoute` and :class:`RequestIdMiddleware`.
+
+:class:`RequestIdMiddleware` wraps both ways into the app: the service call directly, every
+other route inside FastAPI's own layers (as the first middleware added to it).
 
 It takes a well-formed ``X-Request-ID`` from the caller (unless it holds a personal number:
 :func:`holds_personal_number`) or makes one, stores it in
@@ -6,8 +9,8 @@ It takes a well-formed ``X-Request-ID`` from the caller (unless it holds a perso
 exception that escapes the app into a ``bus.internal`` envelope carrying the request id; the
 stack trace goes to the server log, never to the caller.
 
-:class:`FrontRoute` serves one route (the service call) before FastAPI's own middleware and
-router, which every other request goes through.
+:class:`FrontRoute`, in front of everything, serves one route (the service call) before
+FastAPI's own middleware and router, which every other request goes through.
 """
 
 from __future__ import annotations
