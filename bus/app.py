@@ -2,8 +2,10 @@
 
 Everything that can be wrong with the configuration is found here, before the app exists: a bad
 bus.yaml, an unknown adapter, a missing credential variable, two packages offering one adapter
-name. The lifespan opens the one shared HTTP client and starts the adapters; the middleware stack
-is, outermost first: request id with the last-resort error envelope, then FastAPI's routing.
+name. The lifespan opens the one shared HTTP client and starts the adapters. The service call
+is served in front of FastAPI's own middleware and router (:class:`~bus.middleware.FrontRoutedApp`);
+both it and every other route go through a request id layer with the last-resort error
+envelope (:class:`~bus.middleware.RequestIdMiddleware`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,6 @@ from fastapi.exceptions import RequestValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.types import ASGIApp
 
 from adapters.base import Clock
 from bus.admin import admin_router
@@ -46,7 +47,7 @@ from bus.gateway import Gateway, build_gateway
 from bus.health import Readiness
 from bus.logging import configure_logging, get_logger
 from bus.metaservices import build_openapi, describe_service, list_services
-from bus.middleware import FrontRoute, RequestIdMiddleware, endpoint_app
+from bus.middleware import FrontRoutedApp, RequestIdMiddleware, endpoint_app
 from bus.oauth import token_endpoint
 from bus.pipeline import field_errors_from, handle_call
 from bus.registry import AdapterRegistry, discover
@@ -94,21 +95,6 @@ def _error(request: Request, exc: BusError, service: str | None = None) -> Respo
 #: The service call's path: ``/v1/services/{service}/{operation}``, as a Starlette route matches
 #: it (each parameter one path segment).
 CALL_PATH = re.compile(r"/v1/services/(?P<service>[^/]+)/(?P<operation>[^/]+)")
-
-
-class GatewayApp(FastAPI):
-    """The gateway's FastAPI app, with the service call served by a :class:`FrontRoute` before
-    FastAPI's middleware and router, which serve every other route (metaservices, token, admin,
-    audit, callbacks, health, docs). Both ways go through a :class:`RequestIdMiddleware`: the
-    call's own, and the one added to FastAPI's middleware for the rest."""
-
-    def __init__(self, call: Callable[[Request], Awaitable[Response]], **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self._call = call
-
-    def build_middleware_stack(self) -> ASGIApp:
-        call = RequestIdMiddleware(endpoint_app(self._call))
-        return FrontRoute(super().build_middleware_stack(), CALL_PATH, ("POST",), call)
 
 
 def create_app(
@@ -187,8 +173,13 @@ def create_app(
         params = request.path_params
         return await handle_call(gw, request, params["service"], params["operation"])
 
-    app = GatewayApp(
-        call,
+    # The service call is served in front of FastAPI's own middleware and router, through its
+    # own RequestIdMiddleware; every other route goes through FastAPI, whose first middleware
+    # is another RequestIdMiddleware (added below).
+    app = FrontRoutedApp(
+        CALL_PATH,
+        ("POST",),
+        RequestIdMiddleware(endpoint_app(call)),
         title="LGSP integration bus",
         version="0.1.0",
         description=DESCRIPTION,
@@ -197,7 +188,7 @@ def create_app(
     )
     app.state.gateway = gw
 
-    # Served in front of FastAPI (GatewayApp); registered with the router too, which answers
+    # Served in front of FastAPI (above); registered with the router too, which answers
     # another method with 405. The call route does its own body handling, so FastAPI's
     # per-request dependency machinery would only add cost. It is documented per operation.
     app.router.add_route(

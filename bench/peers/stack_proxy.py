@@ -1,8 +1,8 @@
 """The benchmark's ``stack-proxy`` peer: the bus's own stack with nothing of the bus in the path.
 
 A FastAPI app whose one route is served as the bus serves its call route: by a
-``bus.middleware.FrontRoute`` in front of FastAPI's own middleware and router (and registered
-with the router too). It forwards every request (method, path and query, body, end-to-end
+``bus.middleware.FrontRoutedApp``, in front of FastAPI's own middleware and router (and
+registered with the router too). It forwards every request (method, path and query, body, end-to-end
 headers) to one upstream through ONE shared ``httpx.AsyncClient`` built by
 ``bus.gateway.make_http_client`` (the bus's client and transport, with default settings), and
 served by ``bus.cli.run_gateway``: uvicorn with the very options ``lgsp serve`` uses (uvloop
@@ -27,12 +27,11 @@ from fastapi import FastAPI
 from hop_by_hop import HOP_BY_HOP
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.types import ASGIApp
 
 from bus.app import tune_runtime
 from bus.cli import run_gateway
 from bus.gateway import make_http_client
-from bus.middleware import FrontRoute, endpoint_app
+from bus.middleware import FrontRoutedApp, endpoint_app
 from bus.settings import Settings
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
@@ -68,12 +67,9 @@ def create(upstream: str, settings: Settings) -> FastAPI:
             media_type=reply.headers.get("content-type", "application/json"),
         )
 
-    class ProxyApp(FastAPI):
-        def build_middleware_stack(self) -> ASGIApp:
-            front = endpoint_app(forward)
-            return FrontRoute(super().build_middleware_stack(), ANY_PATH, METHODS, front)
-
-    app = ProxyApp(lifespan=lifespan, redirect_slashes=False)
+    app = FrontRoutedApp(
+        ANY_PATH, METHODS, endpoint_app(forward), lifespan=lifespan, redirect_slashes=False
+    )
     app.router.add_route("/{path:path}", forward, methods=METHODS, include_in_schema=False)
     return app
 
