@@ -211,6 +211,7 @@ def mocks_serve(
 ) -> None:
     """Run the national platform mocks (NGSP, population, PayGov, DVCQG, edoc, tax), each on
     its own port, until Ctrl-C."""
+    from bus.app import freeze_heap
     from mocks.paygov import DEMO_PARTNER, PaygovSettings
     from mocks.stack import DEMO_CONSUMER_KEY, DEMO_CONSUMER_SECRET, MockStack
     from mocks.tax import TaxSettings
@@ -220,6 +221,9 @@ def mocks_serve(
     paygov.partners[DEMO_PARTNER].callback_url = f"{bus}/v1/callbacks/paygov"
     tax = TaxSettings(notice_url=f"{bus}/v1/callbacks/tax")
     stack = MockStack(host=host, base_port=port, paygov=paygov, tax=tax).start()
+    # This process serves the mocks and nothing else: as a served bus does, exempt what
+    # start-up built (the seeded registries) from the collector's scans.
+    freeze_heap()
     for name, url in stack.urls.items():
         out.print(f"{name:<11} {url}", highlight=False)
     out.print(

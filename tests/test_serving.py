@@ -75,3 +75,31 @@ def test_gc_freeze_is_on_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     assert Settings().gc_freeze is True
     monkeypatch.setenv("LGSP_GC_FREEZE", "false")
     assert Settings().gc_freeze is False
+
+
+def test_mocks_serve_freezes_what_start_up_built(
+    monkeypatch: pytest.MonkeyPatch, gc_state: None
+) -> None:
+    """`lgsp mocks serve` is a server process too: once the mocks are up, their seeded
+    registries are out of the collector's scans (a full collection over them paused every call
+    in flight), and the youngest generation is collected as in the bus."""
+    from typer.testing import CliRunner
+
+    from bus.cli import app as cli
+    from mocks.stack import MockStack
+
+    seen: dict[str, object] = {}
+
+    def interrupted(stack: MockStack) -> None:  # instead of serving until Ctrl-C
+        seen["frozen"], seen["threshold"] = gc.get_freeze_count(), gc.get_threshold()
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(MockStack, "wait", interrupted)
+    gc.unfreeze()
+    result = CliRunner().invoke(cli, ["mocks", "serve", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    assert "population" in result.output
+    frozen = seen["frozen"]
+    assert isinstance(frozen, int)
+    assert frozen > 50_000  # the registries, at least
+    assert seen["threshold"] == GC_THRESHOLD
