@@ -6,12 +6,10 @@ fault rules, and the MockStack that runs the mocks together."""
 from __future__ import annotations
 
 import base64
-import functools
 import json
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +17,7 @@ from fastapi import FastAPI, Request, Response
 from fastapi.responses import JSONResponse
 
 from mocks.ngsp import NgspSettings, create_app
+from mocks.ngsp import _app as ngsp_app
 from mocks.population import PopulationSettings
 from mocks.stack import DEMO_CONSUMER_KEY, DEMO_CONSUMER_SECRET, MockStack
 from tests.support import running
@@ -346,33 +345,36 @@ async def test_backend_cookies_are_not_carried_to_later_calls() -> None:
     assert "set-cookie" not in reply.headers
 
 
-async def test_one_backend_client_for_the_app_closed_at_shutdown(
+async def test_one_backend_transport_for_the_app_closed_at_shutdown(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    """The lifespan opens one httpx.AsyncClient for every backend call and closes it at the end."""
-    backend = httpx.ASGITransport(echo_backend())
+    """The lifespan opens one transport (aiohttp's, by default) for every backend call and
+    closes it at the end, not per call."""
+    made: list[httpx.AsyncBaseTransport] = []
+    calls: list[str] = []
     closed: list[bool] = []
-    created: list[httpx.AsyncBaseTransport | None] = []
-    real_init = httpx.AsyncClient.__init__
-    real_close = backend.aclose
 
-    @functools.wraps(real_init)
-    def counting_init(self: httpx.AsyncClient, *args: Any, **kwargs: Any) -> None:
-        created.append(kwargs.get("transport"))
-        real_init(self, *args, **kwargs)
+    class Recording(httpx.ASGITransport):
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            calls.append(request.url.path)
+            return await super().handle_async_request(request)
 
-    async def recording_close() -> None:
-        closed.append(True)
-        await real_close()
+        async def aclose(self) -> None:
+            closed.append(True)
+            await super().aclose()
 
-    monkeypatch.setattr(httpx.AsyncClient, "__init__", counting_init)
-    monkeypatch.setattr(backend, "aclose", recording_close)
-    async with ngsp(transport=backend) as client:
+    def make() -> httpx.AsyncBaseTransport:
+        made.append(Recording(echo_backend()))
+        return made[-1]
+
+    monkeypatch.setattr(ngsp_app, "AiohttpTransport", make)
+    async with running(create_app(SETTINGS, clock=SteppedClock())) as client:
         token = await token_for(client)
         for _ in range(5):
             assert (await client.get("/dancu/1.0/x", headers=bearer(token))).status_code == 200
         assert closed == []
-    assert created.count(backend) == 1
+    assert len(made) == 1
+    assert calls == ["/base/x"] * 5
     assert closed == [True]
 
 
