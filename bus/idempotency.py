@@ -231,51 +231,48 @@ class SqliteIdempotencyStore(SqliteFile):
         expires_at = max(now + ttl, locked_until)
 
         def begin(db: sqlite3.Connection) -> Claimed | Replay:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                row = db.execute(
-                    "SELECT fingerprint, state, created_at, expires_at, locked_until, status, "
-                    "body, headers FROM idempotency_keys WHERE scope = ? AND key = ?",
-                    (scope, key),
-                ).fetchone()
-                if row is None or row[3] <= now:
-                    db.execute(
-                        "INSERT OR REPLACE INTO idempotency_keys (scope, key, fingerprint, "
-                        "state, created_at, expires_at, locked_until) "
-                        "VALUES (?, ?, ?, 'in_progress', ?, ?, ?)",
-                        (scope, key, fingerprint, now, expires_at, locked_until),
-                    )
-                    return Claimed()
-                stored_fp, state, created_at, row_expires, row_locked, status, body, headers = row
-                if stored_fp != fingerprint:
-                    raise IdempotencyKeyReused(
-                        f"This {HEADER} was first used with a different request on "
-                        f"{_iso(created_at)}; use a new key for a new request."
-                    )
-                if state == "done":
-                    return Replay(
-                        StoredReply(
-                            status=int(status),
-                            body=bytes(body),
-                            headers={str(k): str(v) for k, v in json.loads(headers).items()},
-                        )
-                    )
-                if row_locked > now:
-                    wait = max(1, math.ceil(row_locked - now))
-                    raise IdempotencyInProgress(
-                        f"A call with this {HEADER} is still being served; "
-                        f"retry in {wait} seconds.",
-                        retry_after=wait,
-                    )
-                # The first caller's lock has passed (its process died): take the claim over.
+            row = db.execute(
+                "SELECT fingerprint, state, created_at, expires_at, locked_until, status, "
+                "body, headers FROM idempotency_keys WHERE scope = ? AND key = ?",
+                (scope, key),
+            ).fetchone()
+            if row is None or row[3] <= now:
                 db.execute(
-                    "UPDATE idempotency_keys SET locked_until = ?, expires_at = ? "
-                    "WHERE scope = ? AND key = ?",
-                    (locked_until, max(row_expires, locked_until), scope, key),
+                    "INSERT OR REPLACE INTO idempotency_keys (scope, key, fingerprint, "
+                    "state, created_at, expires_at, locked_until) "
+                    "VALUES (?, ?, ?, 'in_progress', ?, ?, ?)",
+                    (scope, key, fingerprint, now, expires_at, locked_until),
                 )
                 return Claimed()
+            stored_fp, state, created_at, row_expires, row_locked, status, body, headers = row
+            if stored_fp != fingerprint:
+                raise IdempotencyKeyReused(
+                    f"This {HEADER} was first used with a different request on "
+                    f"{_iso(created_at)}; use a new key for a new request."
+                )
+            if state == "done":
+                return Replay(
+                    StoredReply(
+                        status=int(status),
+                        body=bytes(body),
+                        headers={str(k): str(v) for k, v in json.loads(headers).items()},
+                    )
+                )
+            if row_locked > now:
+                wait = max(1, math.ceil(row_locked - now))
+                raise IdempotencyInProgress(
+                    f"A call with this {HEADER} is still being served; retry in {wait} seconds.",
+                    retry_after=wait,
+                )
+            # The first caller's lock has passed (its process died): take the claim over.
+            db.execute(
+                "UPDATE idempotency_keys SET locked_until = ?, expires_at = ? "
+                "WHERE scope = ? AND key = ?",
+                (locked_until, max(row_expires, locked_until), scope, key),
+            )
+            return Claimed()
 
-        return await self._run(begin)
+        return await self._write(begin)
 
     async def complete(self, scope: str, key: str, reply: StoredReply, now: float) -> None:
         """Store ``reply`` for a key in progress. A key already done keeps its first reply (the
@@ -289,7 +286,7 @@ class SqliteIdempotencyStore(SqliteFile):
                 (now, reply.status, reply.body, headers, scope, key),
             )
 
-        await self._run(write)
+        await self._write(write)
 
     async def release(self, scope: str, key: str) -> None:
         """Delete a key in progress; a key already done keeps its stored reply."""
@@ -301,10 +298,10 @@ class SqliteIdempotencyStore(SqliteFile):
                 (scope, key),
             )
 
-        await self._run(write)
+        await self._write(write)
 
     async def purge_expired(self, now: float) -> int:
         def write(db: sqlite3.Connection) -> int:
             return db.execute("DELETE FROM idempotency_keys WHERE expires_at <= ?", (now,)).rowcount
 
-        return await self._run(write)
+        return await self._write(write)

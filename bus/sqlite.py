@@ -1,12 +1,11 @@
 """The embedded store's one way of using SQLite: a file in WAL mode, calls run in a thread.
 
-Every embedded store (consumers, idempotency keys, the delivery queue) derives from
-:class:`SqliteFile`: one connection per store object, used by one thread at a time, in
-autocommit mode so that each store method chooses its own transaction (``BEGIN IMMEDIATE`` when
-it reads then writes). Several processes can share the file; SQLite's locking and the busy
-timeout serialise their writes. A store whose writes several processes contend for all the time
-(the exchange log, written by every gateway worker on every call) takes :meth:`_writing`
-instead: the same transaction, queued on a lock file first (see :class:`_WriterLock`).
+Every embedded store (the exchange log, idempotency keys, the delivery queue, adapter state,
+webhooks) derives from :class:`SqliteFile`: one connection per store object, used by one thread
+at a time, in autocommit mode. Reads run as they are (:meth:`_run`); every write is one
+``BEGIN IMMEDIATE`` transaction taken in :meth:`_writing` (:meth:`_write` runs a whole function
+so), queued on a lock file beside the database first (see :class:`_WriterLock`): several
+gateway workers share each file, and SQLite alone makes a writer that finds it locked sleep.
 """
 
 from __future__ import annotations
@@ -28,7 +27,7 @@ T = TypeVar("T")
 
 class _WriterLock:
     """An exclusive ``flock`` on a file beside the database (``<file>-writer``), taken by
-    every process before a write transaction of a heavily shared store.
+    every process before a write transaction of a store.
 
     SQLite alone makes a writer that finds the file locked poll, sleeping 1, 2, 5... up to
     100 ms between tries: with two gateway workers appending to one exchange log, calls waited
@@ -87,6 +86,15 @@ class SqliteFile:
                 return fn(self._db)
 
         return await asyncio.to_thread(locked)
+
+    async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` as one write transaction (:meth:`_writing`), run as :meth:`_run` runs it."""
+
+        def write(db: sqlite3.Connection) -> T:
+            with self._writing(db):
+                return fn(db)
+
+        return await self._run(write)
 
     @contextmanager
     def _writing(self, db: sqlite3.Connection) -> Iterator[None]:

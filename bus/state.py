@@ -94,7 +94,7 @@ class SqliteStateStore(SqliteFile):
                 (service, key, value, now),
             )
 
-        await self._run(write)
+        await self._write(write)
 
     async def put_new(self, service: str, key: str, value: str, now: float) -> bool:
         def write(db: sqlite3.Connection) -> bool:
@@ -105,4 +105,4 @@ class SqliteStateStore(SqliteFile):
             )
             return cursor.rowcount == 1
 
-        return await self._run(write)
+        return await self._write(write)

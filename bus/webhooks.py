@@ -160,13 +160,13 @@ class SqliteWebhookStore(SqliteFile):
                 (webhook.consumer, webhook.url, webhook.secret, webhook.updated_at),
             )
 
-        await self._run(write)
+        await self._write(write)
 
     async def remove(self, consumer: str) -> bool:
         def delete(db: sqlite3.Connection) -> bool:
             return db.execute("DELETE FROM webhooks WHERE consumer = ?", (consumer,)).rowcount > 0
 
-        return await self._run(delete)
+        return await self._write(delete)
 
 
 async def register(

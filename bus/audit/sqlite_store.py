@@ -516,60 +516,57 @@ class SqliteAuditStore(SqliteFile):
             return []
 
         def append(db: sqlite3.Connection) -> list[int]:
-            with self._writing(db):
-                head = self._read_head(db)
-                if head is not None:
-                    # signed_at of a head is the recorded_at of its batch (see below).
-                    prev_seq, prev_hash, previous = head.seq, head.hash, head.signed_at
-                else:
-                    prev_seq, prev_hash, previous = 0, GENESIS, ""
-                # One time for the whole batch, never before the last one recorded: the
-                # chain's recorded_at never decreases, so a period is a range of seqs.
-                recorded_at = max(self._now(), previous)
-                first_seq = prev_seq + 1
-                rows: list[tuple[Any, ...]] = []
-                subjects: list[tuple[str, int]] = []
-                for seq, new in enumerate(records, start=first_seq):
-                    data = finalise(new, seq, recorded_at)
-                    digest = chain_hash(prev_hash, data)
-                    # the query columns: the same values the data was serialised from
-                    columns = (getattr(new, name) for name in _RECORD_COLUMNS)
-                    rows.append((seq, data, prev_hash, digest, *columns, recorded_at))
-                    subjects.extend((subject, seq) for subject in new.subjects)
-                    prev_hash = digest
-                last_seq = first_seq + len(records) - 1
-                try:
-                    db.executemany(_INSERT, rows)
-                except sqlite3.IntegrityError as exc:
-                    if "audit_records.seq" in str(exc):
-                        raise AuditStoreError(
-                            f"the log holds a record {first_seq} or later that its signed head "
-                            f"(record {prev_seq}) does not cover: it was added without the "
-                            "signing key; verify the log"
-                        ) from exc
+            head = self._read_head(db)
+            if head is not None:
+                # signed_at of a head is the recorded_at of its batch (see below).
+                prev_seq, prev_hash, previous = head.seq, head.hash, head.signed_at
+            else:
+                prev_seq, prev_hash, previous = 0, GENESIS, ""
+            # One time for the whole batch, never before the last one recorded: the
+            # chain's recorded_at never decreases, so a period is a range of seqs.
+            recorded_at = max(self._now(), previous)
+            first_seq = prev_seq + 1
+            rows: list[tuple[Any, ...]] = []
+            subjects: list[tuple[str, int]] = []
+            for seq, new in enumerate(records, start=first_seq):
+                data = finalise(new, seq, recorded_at)
+                digest = chain_hash(prev_hash, data)
+                # the query columns: the same values the data was serialised from
+                columns = (getattr(new, name) for name in _RECORD_COLUMNS)
+                rows.append((seq, data, prev_hash, digest, *columns, recorded_at))
+                subjects.extend((subject, seq) for subject in new.subjects)
+                prev_hash = digest
+            last_seq = first_seq + len(records) - 1
+            try:
+                db.executemany(_INSERT, rows)
+            except sqlite3.IntegrityError as exc:
+                if "audit_records.seq" in str(exc):
                     raise AuditStoreError(
-                        "a record of the batch has an id already in the log"
+                        f"the log holds a record {first_seq} or later that its signed head "
+                        f"(record {prev_seq}) does not cover: it was added without the "
+                        "signing key; verify the log"
                     ) from exc
-                db.executemany(
-                    "INSERT OR IGNORE INTO audit_subjects (subject, seq) VALUES (?, ?)", subjects
-                )
-                signer, signature = self._sign("head", last_seq, prev_hash, recorded_at)
-                point = (last_seq, prev_hash, recorded_at, signer, signature)
+                raise AuditStoreError("a record of the batch has an id already in the log") from exc
+            db.executemany(
+                "INSERT OR IGNORE INTO audit_subjects (subject, seq) VALUES (?, ?)", subjects
+            )
+            signer, signature = self._sign("head", last_seq, prev_hash, recorded_at)
+            point = (last_seq, prev_hash, recorded_at, signer, signature)
+            db.execute(
+                "INSERT OR REPLACE INTO audit_head (one, seq, hash, signed_at, signer, "
+                "signature) VALUES (1, ?, ?, ?, ?, ?)",
+                point,
+            )
+            every = self._checkpoint_every
+            if last_seq // every > prev_seq // every:
                 db.execute(
-                    "INSERT OR REPLACE INTO audit_head (one, seq, hash, signed_at, signer, "
-                    "signature) VALUES (1, ?, ?, ?, ?, ?)",
+                    "INSERT INTO audit_checkpoints (seq, hash, signed_at, signer, signature) "
+                    "VALUES (?, ?, ?, ?, ?)",
                     point,
                 )
-                every = self._checkpoint_every
-                if last_seq // every > prev_seq // every:
-                    db.execute(
-                        "INSERT INTO audit_checkpoints (seq, hash, signed_at, signer, signature) "
-                        "VALUES (?, ?, ?, ?, ?)",
-                        point,
-                    )
             return list(range(first_seq, last_seq + 1))
 
-        return await self._run(append)
+        return await self._write(append)
 
     # -- reading -------------------------------------------------------------------------------
 
@@ -790,7 +787,7 @@ class SqliteAuditStore(SqliteFile):
                 (entry.first_seq, entry.last_seq, entry.sha256, entry.path, entry.exported_at),
             )
 
-        await self._run(insert)
+        await self._write(insert)
 
     async def exports(self) -> list[ExportEntry]:
         def select(db: sqlite3.Connection) -> list[ExportEntry]:
@@ -889,7 +886,7 @@ class SqliteAuditStore(SqliteFile):
             except sqlite3.IntegrityError as exc:
                 raise AuditStoreError(f"there is already an auditor {auditor.id!r}") from exc
 
-        await self._run(insert)
+        await self._write(insert)
 
     async def get_auditor(self, auditor_id: str) -> Auditor | None:
         def select(db: sqlite3.Connection) -> Auditor | None:
@@ -909,19 +906,18 @@ class SqliteAuditStore(SqliteFile):
         self, auditor_id: str, *, active: bool | None = None, can_read_bodies: bool | None = None
     ) -> Auditor:
         def update(db: sqlite3.Connection) -> Auditor:
-            with self._writing(db):
-                db.execute(
-                    "UPDATE auditors SET active = coalesce(?, active), "
-                    "can_read_bodies = coalesce(?, can_read_bodies) WHERE id = ?",
-                    (
-                        None if active is None else int(active),
-                        None if can_read_bodies is None else int(can_read_bodies),
-                        auditor_id,
-                    ),
-                )
-                row = db.execute(_SELECT_AUDITOR + " WHERE id = ?", (auditor_id,)).fetchone()
-                if row is None:
-                    raise AuditStoreError(f"there is no auditor {auditor_id!r}")
-                return _auditor(row)
+            db.execute(
+                "UPDATE auditors SET active = coalesce(?, active), "
+                "can_read_bodies = coalesce(?, can_read_bodies) WHERE id = ?",
+                (
+                    None if active is None else int(active),
+                    None if can_read_bodies is None else int(can_read_bodies),
+                    auditor_id,
+                ),
+            )
+            row = db.execute(_SELECT_AUDITOR + " WHERE id = ?", (auditor_id,)).fetchone()
+            if row is None:
+                raise AuditStoreError(f"there is no auditor {auditor_id!r}")
+            return _auditor(row)
 
-        return await self._run(update)
+        return await self._write(update)

@@ -490,7 +490,7 @@ class SqliteDeliveryStore(SqliteFile):
                 )
             raise DeliveryStoreError("could not allocate a unique delivery id")
 
-        return await self._run(insert)
+        return await self._write(insert)
 
     async def claim(
         self, owner: str, limit: int, now: float, lease_seconds: float
@@ -500,55 +500,51 @@ class SqliteDeliveryStore(SqliteFile):
         until = now + lease_seconds
 
         def claim(db: sqlite3.Connection) -> builtins.list[Delivery]:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                self._recover_expired(db, now)
-                rows = db.execute(CLAIM_SQL, {"now": now, "limit": limit}).fetchall()
-                taken = [_delivery(row) for row in rows]
-                db.executemany(
-                    "UPDATE deliveries SET state = 'in_flight', lease_owner = ?, "
-                    "lease_until = ?, leased_at = ?, updated_at = ? WHERE seq = ?",
-                    [(owner, until, now, now, d.seq) for d in taken],
-                )
+            self._recover_expired(db, now)
+            rows = db.execute(CLAIM_SQL, {"now": now, "limit": limit}).fetchall()
+            taken = [_delivery(row) for row in rows]
+            db.executemany(
+                "UPDATE deliveries SET state = 'in_flight', lease_owner = ?, "
+                "lease_until = ?, leased_at = ?, updated_at = ? WHERE seq = ?",
+                [(owner, until, now, now, d.seq) for d in taken],
+            )
             return [
                 replace(d, state="in_flight", lease_owner=owner, lease_until=until, updated_at=now)
                 for d in taken
             ]
 
-        return await self._run(claim)
+        return await self._write(claim)
 
     async def complete(
         self, delivery_id: str, owner: str, started_at: float, result: bytes, now: float
     ) -> bool:
         def complete(db: sqlite3.Connection) -> bool:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                leased = self._leased(db, delivery_id, owner)
-                if leased is None:
-                    return False
-                self._record_attempt(
-                    db,
-                    Attempt(
-                        delivery_id=delivery_id,
-                        number=leased[0] + 1,
-                        worker=owner,
-                        started_at=started_at,
-                        ended_at=now,
-                        outcome="ok",
-                        error_code=None,
-                        message=None,
-                    ),
-                )
-                db.execute(
-                    "UPDATE deliveries SET state = 'delivered', result = ?, delivered_at = ?, "
-                    "attempts = attempts + 1, round_attempts = round_attempts + 1, "
-                    "lease_owner = NULL, lease_until = NULL, leased_at = NULL, updated_at = ? "
-                    "WHERE id = ?",
-                    (result, now, now, delivery_id),
-                )
-                return True
+            leased = self._leased(db, delivery_id, owner)
+            if leased is None:
+                return False
+            self._record_attempt(
+                db,
+                Attempt(
+                    delivery_id=delivery_id,
+                    number=leased[0] + 1,
+                    worker=owner,
+                    started_at=started_at,
+                    ended_at=now,
+                    outcome="ok",
+                    error_code=None,
+                    message=None,
+                ),
+            )
+            db.execute(
+                "UPDATE deliveries SET state = 'delivered', result = ?, delivered_at = ?, "
+                "attempts = attempts + 1, round_attempts = round_attempts + 1, "
+                "lease_owner = NULL, lease_until = NULL, leased_at = NULL, updated_at = ? "
+                "WHERE id = ?",
+                (result, now, now, delivery_id),
+            )
+            return True
 
-        return await self._run(complete)
+        return await self._write(complete)
 
     async def fail(
         self,
@@ -561,43 +557,41 @@ class SqliteDeliveryStore(SqliteFile):
         now: float,
     ) -> bool:
         def fail(db: sqlite3.Connection) -> bool:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                leased = self._leased(db, delivery_id, owner)
-                if leased is None:
-                    return False
-                attempts, round_attempts, max_attempts = leased
-                self._record_attempt(
-                    db,
-                    Attempt(
-                        delivery_id=delivery_id,
-                        number=attempts + 1,
-                        worker=owner,
-                        started_at=started_at,
-                        ended_at=now,
-                        outcome="error",
-                        error_code=error_code,
-                        message=message,
-                    ),
-                )
-                dead = next_attempt_at is None or round_attempts + 1 >= max_attempts
-                db.execute(
-                    "UPDATE deliveries SET state = ?, next_attempt_at = ?, "
-                    "attempts = attempts + 1, round_attempts = round_attempts + 1, "
-                    "last_error_code = ?, last_error_message = ?, lease_owner = NULL, "
-                    "lease_until = NULL, leased_at = NULL, updated_at = ? WHERE id = ?",
-                    (
-                        "dead" if dead else "queued",
-                        now if next_attempt_at is None else next_attempt_at,
-                        error_code,
-                        message,
-                        now,
-                        delivery_id,
-                    ),
-                )
-                return True
+            leased = self._leased(db, delivery_id, owner)
+            if leased is None:
+                return False
+            attempts, round_attempts, max_attempts = leased
+            self._record_attempt(
+                db,
+                Attempt(
+                    delivery_id=delivery_id,
+                    number=attempts + 1,
+                    worker=owner,
+                    started_at=started_at,
+                    ended_at=now,
+                    outcome="error",
+                    error_code=error_code,
+                    message=message,
+                ),
+            )
+            dead = next_attempt_at is None or round_attempts + 1 >= max_attempts
+            db.execute(
+                "UPDATE deliveries SET state = ?, next_attempt_at = ?, "
+                "attempts = attempts + 1, round_attempts = round_attempts + 1, "
+                "last_error_code = ?, last_error_message = ?, lease_owner = NULL, "
+                "lease_until = NULL, leased_at = NULL, updated_at = ? WHERE id = ?",
+                (
+                    "dead" if dead else "queued",
+                    now if next_attempt_at is None else next_attempt_at,
+                    error_code,
+                    message,
+                    now,
+                    delivery_id,
+                ),
+            )
+            return True
 
-        return await self._run(fail)
+        return await self._write(fail)
 
     async def release(
         self, delivery_id: str, owner: str, now: float, *, next_attempt_at: float | None = None
@@ -615,7 +609,7 @@ class SqliteDeliveryStore(SqliteFile):
             ).rowcount
             return changed == 1
 
-        return await self._run(release)
+        return await self._write(release)
 
     async def next_due(self) -> float | None:
         def read(db: sqlite3.Connection) -> float | None:
@@ -686,20 +680,18 @@ class SqliteDeliveryStore(SqliteFile):
         update = f"UPDATE deliveries SET {set_sql} WHERE id = ?"  # noqa: S608 -- set_sql: constants below
 
         def change(db: sqlite3.Connection) -> Delivery:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                current = self._read(db, delivery_id)
-                if current is None:
-                    raise DeliveryStoreError(f"no delivery with id {delivery_id!r}")
-                if current.state not in ("dead", "queued"):
-                    raise DeliveryStoreError(
-                        f"delivery {delivery_id} is {_state_words(current.state)}; "
-                        f"only dead or queued deliveries can be {verb}"
-                    )
-                db.execute(update, (*params, delivery_id))
-                return replace(current, **changes)
+            current = self._read(db, delivery_id)
+            if current is None:
+                raise DeliveryStoreError(f"no delivery with id {delivery_id!r}")
+            if current.state not in ("dead", "queued"):
+                raise DeliveryStoreError(
+                    f"delivery {delivery_id} is {_state_words(current.state)}; "
+                    f"only dead or queued deliveries can be {verb}"
+                )
+            db.execute(update, (*params, delivery_id))
+            return replace(current, **changes)
 
-        return await self._run(change)
+        return await self._write(change)
 
     async def retry(self, delivery_id: str, now: float) -> Delivery:
         return await self._operator_change(
@@ -724,11 +716,9 @@ class SqliteDeliveryStore(SqliteFile):
             params.append(service)
 
         def replay(db: sqlite3.Connection) -> int:
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                return db.execute(sql, params).rowcount
+            return db.execute(sql, params).rowcount
 
-        return await self._run(replay)
+        return await self._write(replay)
 
     async def discard(self, delivery_id: str, now: float) -> Delivery:
         return await self._operator_change(

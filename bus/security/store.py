@@ -188,26 +188,24 @@ class SqliteConsumerStore(SqliteFile):
 
         def add(db: sqlite3.Connection) -> None:
             try:
-                with db:
-                    db.execute("BEGIN")
-                    db.execute(
-                        "INSERT INTO consumers (id, name, agency, status, limits, secret_hash, "
-                        "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (
-                            record.id,
-                            record.name,
-                            record.agency,
-                            record.status,
-                            _limits_json(record.limits),
-                            secret_hash,
-                            record.created_at,
-                        ),
-                    )
-                    self._write_rights(db, record)
+                db.execute(
+                    "INSERT INTO consumers (id, name, agency, status, limits, secret_hash, "
+                    "created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        record.id,
+                        record.name,
+                        record.agency,
+                        record.status,
+                        _limits_json(record.limits),
+                        secret_hash,
+                        record.created_at,
+                    ),
+                )
+                self._write_rights(db, record)
             except sqlite3.IntegrityError as exc:
                 raise StoreError(f"a consumer with id {record.id!r} already exists") from exc
 
-        await self._run(add)
+        await self._write(add)
 
     async def get(self, consumer_id: str) -> ConsumerRecord | None:
         return await self._run(lambda db: self._read(db, consumer_id))
@@ -221,24 +219,21 @@ class SqliteConsumerStore(SqliteFile):
 
     async def update(self, consumer: ConsumerRecord) -> None:
         def update(db: sqlite3.Connection) -> None:
-            with db:
-                db.execute("BEGIN")
-                changed = db.execute(
-                    "UPDATE consumers SET name = ?, agency = ?, status = ?, limits = ? "
-                    "WHERE id = ?",
-                    (
-                        consumer.name,
-                        consumer.agency,
-                        consumer.status,
-                        _limits_json(consumer.limits),
-                        consumer.id,
-                    ),
-                ).rowcount
-                if not changed:
-                    raise StoreError(f"no consumer with id {consumer.id!r}")
-                self._write_rights(db, consumer)
+            changed = db.execute(
+                "UPDATE consumers SET name = ?, agency = ?, status = ?, limits = ? WHERE id = ?",
+                (
+                    consumer.name,
+                    consumer.agency,
+                    consumer.status,
+                    _limits_json(consumer.limits),
+                    consumer.id,
+                ),
+            ).rowcount
+            if not changed:
+                raise StoreError(f"no consumer with id {consumer.id!r}")
+            self._write_rights(db, consumer)
 
-        await self._run(update)
+        await self._write(update)
 
     async def secret_hash(self, consumer_id: str) -> str | None:
         def read(db: sqlite3.Connection) -> str | None:
@@ -257,7 +252,7 @@ class SqliteConsumerStore(SqliteFile):
             if not changed:
                 raise StoreError(f"no consumer with id {consumer_id!r}")
 
-        await self._run(write)
+        await self._write(write)
 
     async def add_key(self, key: ApiKeyRecord) -> None:
         def write(db: sqlite3.Connection) -> None:
@@ -270,7 +265,7 @@ class SqliteConsumerStore(SqliteFile):
             except sqlite3.IntegrityError as exc:
                 raise StoreError(f"cannot add key for consumer {key.consumer_id!r}") from exc
 
-        await self._run(write)
+        await self._write(write)
 
     async def get_key(self, key_id: str) -> ApiKeyRecord | None:
         def read(db: sqlite3.Connection) -> ApiKeyRecord | None:
@@ -303,7 +298,7 @@ class SqliteConsumerStore(SqliteFile):
             if not changed:
                 raise StoreError(f"no active API key with id {key_id!r}")
 
-        await self._run(write)
+        await self._write(write)
 
     async def bus_secret(self, name: str, make: Callable[[], str]) -> str:
         """The bus's own secret ``name`` (e.g. the token signing key), created once."""
@@ -315,4 +310,4 @@ class SqliteConsumerStore(SqliteFile):
             row = db.execute("SELECT value FROM bus_secrets WHERE name = ?", (name,)).fetchone()
             return str(row[0])
 
-        return await self._run(read_or_create)
+        return await self._write(read_or_create)
