@@ -39,6 +39,7 @@ from bus.registry import RegistryError, discover
 from bus.security.consumers import Consumers, check_quota_key, consumer_view, key_view
 from bus.security.store import ApiKeyRecord, ConsumerRecord, Limits, SqliteConsumerStore, StoreError
 from bus.settings import Settings
+from bus.workers import balanced, serve_workers
 
 __all__ = ["app", "main"]
 
@@ -105,24 +106,36 @@ def serve(
 
 def run_gateway(settings: Settings, application: Any, factory: str) -> None:
     """Serve ``application`` with uvicorn as ``lgsp serve`` does; with several workers each
-    worker builds its own app by calling ``factory`` (``module:function``) instead."""
-    multi = settings.workers > 1
-    target: Any = factory if multi else application
-    uvicorn.run(
-        target,
-        factory=multi,
-        workers=settings.workers if multi else None,
-        host=settings.host,
-        port=settings.port,
-        backlog=settings.backlog,
-        access_log=False,  # the exchange record is the access log
-        log_level=settings.log_level,
-        log_config=None,  # uvicorn's loggers go through the bus's structlog configuration
-        proxy_headers=False,
+    worker builds its own app by calling ``factory`` (``module:function``) instead, on a
+    listening socket of its own where the kernel balances them (:mod:`bus.workers`)."""
+    options: dict[str, Any] = {
+        "host": settings.host,
+        "port": settings.port,
+        "backlog": settings.backlog,
+        "access_log": False,  # the exchange record is the access log
+        "log_level": settings.log_level,
+        "log_config": None,  # uvicorn's loggers go through the bus's structlog configuration
+        "proxy_headers": False,
         # SIGTERM: stop accepting, let calls in flight finish for this long, then shut down
         # (the delivery worker then gets the same grace; undelivered messages stay queued).
-        timeout_graceful_shutdown=math.ceil(settings.grace_seconds),
+        "timeout_graceful_shutdown": math.ceil(settings.grace_seconds),
+    }
+    if settings.workers == 1:
+        uvicorn.run(application, **options)
+        return
+    if not balanced():
+        uvicorn.run(factory, factory=True, workers=settings.workers, **options)
+        return
+    code = serve_workers(
+        settings.workers,
+        {"app": factory, "factory": True, **options},
+        settings.host,
+        settings.port,
+        settings.backlog,
+        settings.grace_seconds,
     )
+    if code:
+        raise SystemExit(code)
 
 
 @services_app.command("list")

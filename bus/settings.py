@@ -23,7 +23,12 @@ class Settings(BaseSettings):
     config: Path = Field(default=Path("bus.yaml"), description="Path of the bus.yaml to load.")
     host: str = Field(default="127.0.0.1", description="Address `lgsp serve` listens on.")
     port: int = Field(default=8000, ge=0, le=65535, description="Port `lgsp serve` listens on.")
-    workers: int = Field(default=1, ge=1, description="Gateway worker processes.")
+    workers: int = Field(
+        default=1,
+        ge=1,
+        description="Gateway worker processes; on Linux each listens on a socket of its own "
+        "(SO_REUSEPORT), so that the kernel spreads connections over them (bus.workers).",
+    )
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = Field(
         default="json", description="JSON lines for machines, or coloured lines for a terminal."

@@ -1,0 +1,152 @@
+"""Several gateway worker processes on one address, each listening on a socket of its own.
+
+uvicorn's own supervisor binds one socket and shares it between its workers. Whichever worker
+wakes first accepts every connection waiting (asyncio accepts up to the whole backlog at once),
+so a client that opens its keep-alive connections together often lands all of them on one
+worker, which does all the work while the other idles. In ``bench/run.py``, two workers served
+0.96-1.46x one worker's calls from run to run, as 16 or 64 connections happened to fall.
+
+Here each worker binds its own socket to the address with ``SO_REUSEPORT``, and the kernel
+spreads new connections over the sockets by a hash of each connection's addresses (nginx's
+``reuseport``). Only Linux balances such sockets; ``lgsp serve`` keeps uvicorn's supervisor
+elsewhere (:func:`balanced`).
+
+The parent starts the workers and keeps them running. A worker that dies is started again,
+unless it failed while starting: the same failure would repeat, so everything stops with exit
+code 3, as with uvicorn. SIGINT or SIGTERM to the parent is passed on once to each worker, which
+stops accepting, finishes its calls in flight within ``LGSP_GRACE_SECONDS`` and exits. The
+workers are in a process group of their own, so a Ctrl-C at the terminal reaches them only
+through the parent, as one signal: uvicorn takes a second signal as "stop now". A worker whose
+parent dies (even by SIGKILL) gets SIGTERM from the kernel and stops.
+
+When one worker stops alone (it died and is being replaced), the connections waiting in its
+socket's queue, not yet accepted, are reset: the kernel does not move them to the other sockets.
+Callers retry those as any connection refused; the calls already accepted finish.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+from multiprocessing.process import BaseProcess
+from typing import Any
+
+import uvicorn
+
+from bus.logging import get_logger
+
+__all__ = ["STARTUP_FAILURE", "balanced", "listening_socket", "serve_workers"]
+
+#: A worker's exit code when it could not start serving (uvicorn's own).
+STARTUP_FAILURE = 3
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+log = get_logger()
+
+
+def balanced() -> bool:
+    """Whether this platform spreads connections over ``SO_REUSEPORT`` sockets (Linux)."""
+    return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
+
+
+def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
+    """A TCP socket listening on ``host:port`` with ``SO_REUSEPORT``, one per worker."""
+    family, _, _, _, address = socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    # IPPROTO_TCP: asyncio sets TCP_NODELAY only on accepted sockets of that protocol.
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(address)
+        sock.listen(backlog)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
+def _follow_parent(parent: int) -> None:
+    """SIGTERM this process when its parent dies, however it dies: a worker must not go on
+    serving the port with no one to stop it (Linux's ``PR_SET_PDEATHSIG``)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent:  # the parent died before the line above
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker(options: dict[str, Any], host: str, port: int, backlog: int, parent: int) -> None:
+    """One worker process: its own socket, then uvicorn serving the app ``options`` name."""
+    os.setpgrp()  # signals come from the parent only (see the module docstring)
+    _follow_parent(parent)
+    config = uvicorn.Config(**options)
+    try:
+        sock = listening_socket(host, port, backlog)
+    except OSError as exc:
+        log.error("worker cannot listen", host=host, port=port, error=str(exc))
+        sys.exit(STARTUP_FAILURE)
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    if not server.started:
+        sys.exit(STARTUP_FAILURE)
+
+
+def serve_workers(
+    count: int, options: dict[str, Any], host: str, port: int, backlog: int, grace: float
+) -> int:
+    """Run ``count`` workers until SIGINT or SIGTERM; the exit code for ``lgsp serve``.
+
+    ``options`` are ``uvicorn.Config``'s, with ``app`` an import string of an app factory that
+    each worker calls (``factory=True``)."""
+    spawn = multiprocessing.get_context("spawn")
+    stop = threading.Event()
+
+    def start() -> BaseProcess:
+        process = spawn.Process(
+            target=_worker, args=(options, host, port, backlog, os.getpid()), name="lgsp-worker"
+        )
+        process.start()
+        return process
+
+    def request_stop(signum: int, frame: object) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    exit_code = 0
+    workers = [start() for _ in range(count)]
+    log.info("workers started", workers=[w.pid for w in workers], host=host, port=port)
+    try:
+        while not stop.wait(0.5):
+            for i, worker in enumerate(workers):
+                if worker.exitcode is None:
+                    continue
+                if worker.exitcode == STARTUP_FAILURE:
+                    log.error("a worker failed to start; stopping", pid=worker.pid)
+                    exit_code = STARTUP_FAILURE
+                    stop.set()
+                    break
+                log.warning("a worker died; starting another", pid=worker.pid, code=worker.exitcode)
+                workers[i] = start()
+    finally:
+        for worker in workers:
+            if worker.exitcode is None and worker.pid is not None:
+                os.kill(worker.pid, signal.SIGTERM)
+        deadline = time.monotonic() + grace + 10
+        for worker in workers:
+            worker.join(max(0.0, deadline - time.monotonic()))
+            if worker.exitcode is None:
+                log.warning("a worker did not stop in time; killing it", pid=worker.pid)
+                worker.kill()
+                worker.join()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    return exit_code
