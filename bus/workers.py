@@ -12,8 +12,9 @@ spreads new connections over the sockets by a hash of each connection's addresse
 elsewhere (:func:`balanced`).
 
 The parent starts the workers and keeps them running. A worker that dies is started again,
-unless it failed while starting: the same failure would repeat, so everything stops with exit
-code 3, as with uvicorn. SIGINT or SIGTERM to the parent is passed on once to each worker, which
+with a growing delay if it keeps dying soon after starting; one that failed while starting, or
+kept dying so, stops everything with exit code 3 (the same failure would repeat), as uvicorn
+does for the former. SIGINT or SIGTERM to the parent is passed on once to each worker, which
 stops accepting, finishes its calls in flight within ``LGSP_GRACE_SECONDS`` and exits. The
 workers are in a process group of their own, so a Ctrl-C at the terminal reaches them only
 through the parent, as one signal: uvicorn takes a second signal as "stop now". A worker whose
@@ -34,6 +35,7 @@ import socket
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from typing import Any
 
@@ -100,13 +102,34 @@ def _worker(options: dict[str, Any], host: str, port: int, backlog: int, parent:
         sys.exit(STARTUP_FAILURE)
 
 
+@dataclass
+class _Slot:
+    """One worker's place: its current process, and how it has been dying."""
+
+    process: BaseProcess
+    started: float
+    quick_deaths: int = 0  # in a row, each within ``quick_seconds`` of its start
+    restart_at: float | None = None  # dead, to be started again then
+
+
 def serve_workers(
-    count: int, options: dict[str, Any], host: str, port: int, backlog: int, grace: float
+    count: int,
+    options: dict[str, Any],
+    host: str,
+    port: int,
+    backlog: int,
+    grace: float,
+    *,
+    quick_seconds: float = 10.0,
+    give_up_after: int = 5,
 ) -> int:
     """Run ``count`` workers until SIGINT or SIGTERM; the exit code for ``lgsp serve``.
 
     ``options`` are ``uvicorn.Config``'s, with ``app`` an import string of an app factory that
-    each worker calls (``factory=True``)."""
+    each worker calls (``factory=True``). A worker that dies is started again at once; one that
+    dies again within ``quick_seconds`` of its start waits 1, 2, 4... s first, and after
+    ``give_up_after`` such deaths in a row everything stops with exit code 3, as when a worker
+    fails while starting: a crash loop is reported, not kept up."""
     spawn = multiprocessing.get_context("spawn")
     stop = threading.Event()
 
@@ -122,31 +145,40 @@ def serve_workers(
 
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     exit_code = 0
-    workers = [start() for _ in range(count)]
-    log.info("workers started", workers=[w.pid for w in workers], host=host, port=port)
+    slots = [_Slot(start(), time.monotonic()) for _ in range(count)]
+    log.info("workers started", workers=[s.process.pid for s in slots], host=host, port=port)
     try:
         while not stop.wait(0.5):
-            for i, worker in enumerate(workers):
-                if worker.exitcode is None:
+            now = time.monotonic()
+            for slot in slots:
+                if slot.restart_at is not None:
+                    if now >= slot.restart_at:
+                        slot.process, slot.started, slot.restart_at = start(), now, None
                     continue
-                if worker.exitcode == STARTUP_FAILURE:
-                    log.error("a worker failed to start; stopping", pid=worker.pid)
+                code, pid = slot.process.exitcode, slot.process.pid
+                if code is None:
+                    continue
+                quick = now - slot.started < quick_seconds
+                slot.quick_deaths = slot.quick_deaths + 1 if quick else 1
+                if code == STARTUP_FAILURE or slot.quick_deaths >= give_up_after:
+                    log.error("a worker cannot start; stopping", pid=pid, code=code)
                     exit_code = STARTUP_FAILURE
                     stop.set()
                     break
-                log.warning("a worker died; starting another", pid=worker.pid, code=worker.exitcode)
-                workers[i] = start()
+                delay = 0.0 if slot.quick_deaths == 1 else float(2 ** (slot.quick_deaths - 2))
+                log.warning("a worker died; starting another", pid=pid, code=code, after=delay)
+                slot.restart_at = now + delay
     finally:
-        for worker in workers:
-            if worker.exitcode is None and worker.pid is not None:
-                os.kill(worker.pid, signal.SIGTERM)
+        for slot in slots:
+            if slot.process.exitcode is None and slot.process.pid is not None:
+                os.kill(slot.process.pid, signal.SIGTERM)
         deadline = time.monotonic() + grace + 10
-        for worker in workers:
-            worker.join(max(0.0, deadline - time.monotonic()))
-            if worker.exitcode is None:
-                log.warning("a worker did not stop in time; killing it", pid=worker.pid)
-                worker.kill()
-                worker.join()
+        for slot in slots:
+            slot.process.join(max(0.0, deadline - time.monotonic()))
+            if slot.process.exitcode is None:
+                log.warning("a worker did not stop in time; killing it", pid=slot.process.pid)
+                slot.process.kill()
+                slot.process.join()
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     return exit_code

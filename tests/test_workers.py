@@ -41,10 +41,12 @@ def test_each_worker_listens_on_the_same_port_with_a_socket_of_its_own() -> None
         first.close()
 
 
-def _launch(port: int, workers: int = 2) -> subprocess.Popen[str]:
+def _launch(
+    port: int, workers: int = 2, app: str = "create", extra: str = ""
+) -> subprocess.Popen[str]:
     """``serve_workers`` in a process of its own, serving ``tests.workers_app``."""
     options = {
-        "app": "tests.workers_app:create",
+        "app": f"tests.workers_app:{app}",
         "factory": True,
         "host": "127.0.0.1",
         "port": port,
@@ -53,7 +55,7 @@ def _launch(port: int, workers: int = 2) -> subprocess.Popen[str]:
     }
     code = (
         "import sys; from bus.workers import serve_workers; "
-        f"sys.exit(serve_workers({workers}, {options!r}, '127.0.0.1', {port}, 128, 2.0))"
+        f"sys.exit(serve_workers({workers}, {options!r}, '127.0.0.1', {port}, 128, 2.0{extra}))"
     )
     return subprocess.Popen(
         [sys.executable, "-c", code],
@@ -206,3 +208,18 @@ def test_lgsp_serve_with_two_workers_serves_calls_and_stops_on_sigterm(
         if proc.poll() is None:
             proc.kill()
         proc.communicate(timeout=30)
+
+
+@pytest.mark.live
+def test_workers_that_keep_dying_as_they_start_stop_everything_with_exit_3() -> None:
+    """A crash loop is reported, not kept up: each death soon after a start waits longer
+    before the next start, and after ``give_up_after`` in a row the parent exits 3."""
+    proc = _launch(_free_port(), workers=1, app="broken", extra=", give_up_after=3")
+    try:
+        assert proc.wait(timeout=60) == STARTUP_FAILURE
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        output = proc.communicate(timeout=30)[0]
+    assert output.count("a worker died; starting another") == 2, output
+    assert "a worker cannot start" in output

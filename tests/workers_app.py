@@ -22,3 +22,8 @@ def create() -> ASGIApp:
         await send({"type": "http.response.body", "body": body})
 
     return app
+
+
+def broken() -> ASGIApp:
+    """A factory that fails in every worker, as a broken deployment would."""
+    raise RuntimeError("this app cannot be built")
