@@ -3,8 +3,9 @@
 uvicorn's own supervisor binds one socket and shares it between its workers. Whichever worker
 wakes first accepts every connection waiting (asyncio accepts up to the whole backlog at once),
 so a client that opens its keep-alive connections together often lands all of them on one
-worker, which does all the work while the other idles. In ``bench/run.py``, two workers served
-0.96-1.46x one worker's calls from run to run, as 16 or 64 connections happened to fall.
+worker, which does all the work while the other idles: 32 connections opened together went
+32/0 in two tries of five, and ``bench/run.py``'s two workers served 0.96-1.46x one worker's
+calls from run to run.
 
 Here each worker binds its own socket to the address with ``SO_REUSEPORT``, and the kernel
 spreads new connections over the sockets by a hash of each connection's addresses (nginx's
@@ -22,7 +23,7 @@ parent dies (even by SIGKILL) gets SIGTERM from the kernel and stops.
 
 When one worker stops alone (it died and is being replaced), the connections waiting in its
 socket's queue, not yet accepted, are reset: the kernel does not move them to the other sockets.
-Callers retry those as any connection refused; the calls already accepted finish.
+Their callers see a reset connection, as when a server restarts; calls already accepted finish.
 """
 
 from __future__ import annotations
