@@ -44,7 +44,7 @@ import uvicorn
 
 from bus.logging import get_logger
 
-__all__ = ["STARTUP_FAILURE", "balanced", "listening_socket", "serve_workers"]
+__all__ = ["STARTUP_FAILURE", "balanced", "claim_port", "listening_socket", "serve_workers"]
 
 #: A worker's exit code when it could not start serving (uvicorn's own).
 STARTUP_FAILURE = 3
@@ -58,22 +58,35 @@ def balanced() -> bool:
     return sys.platform.startswith("linux") and hasattr(socket, "SO_REUSEPORT")
 
 
+def _family(host: str) -> socket.AddressFamily:
+    """IPv6 for an address with a colon, else IPv4 (a name binds its IPv4 address), as uvicorn
+    chooses for its own socket."""
+    return socket.AF_INET6 if ":" in host else socket.AF_INET
+
+
+def claim_port(host: str, port: int) -> int:
+    """The port the workers will share, checked free: bound once without ``SO_REUSEPORT``, so
+    that a port another program (or another gateway, whose sockets would admit ours into their
+    group) listens on is refused with ``OSError``, and port 0 becomes one chosen port."""
+    with socket.socket(_family(host), socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        probe.bind((host, port))
+        chosen: int = probe.getsockname()[1]
+        return chosen
+
+
 def listening_socket(host: str, port: int, backlog: int) -> socket.socket:
     """A TCP socket listening on ``host:port`` with ``SO_REUSEPORT``, one per worker."""
-    family, _, _, _, address = socket.getaddrinfo(
-        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
     # IPPROTO_TCP: asyncio sets TCP_NODELAY only on accepted sockets of that protocol.
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    sock = socket.socket(_family(host), socket.SOCK_STREAM, socket.IPPROTO_TCP)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind(address)
+        sock.bind((host, port))
         sock.listen(backlog)
     except OSError:
         sock.close()
         raise
-    sock.set_inheritable(True)
     return sock
 
 
@@ -144,11 +157,18 @@ def serve_workers(
     def request_stop(signum: int, frame: object) -> None:
         stop.set()
 
+    try:
+        port = claim_port(host, port)
+    except OSError as exc:
+        log.error("cannot listen", host=host, port=port, error=str(exc))
+        return STARTUP_FAILURE
+    options = {**options, "port": port}
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     exit_code = 0
-    slots = [_Slot(start(), time.monotonic()) for _ in range(count)]
-    log.info("workers started", workers=[s.process.pid for s in slots], host=host, port=port)
+    slots: list[_Slot] = []
     try:
+        slots.extend(_Slot(start(), time.monotonic()) for _ in range(count))
+        log.info("workers started", workers=[s.process.pid for s in slots], host=host, port=port)
         while not stop.wait(0.5):
             now = time.monotonic()
             for slot in slots:
@@ -173,7 +193,8 @@ def serve_workers(
         for slot in slots:
             if slot.process.exitcode is None and slot.process.pid is not None:
                 os.kill(slot.process.pid, signal.SIGTERM)
-        deadline = time.monotonic() + grace + 10
+        # a worker's calls get ``grace``, then its delivery worker as long again to finish
+        deadline = time.monotonic() + 2 * grace + 15
         for slot in slots:
             slot.process.join(max(0.0, deadline - time.monotonic()))
             if slot.process.exitcode is None:
