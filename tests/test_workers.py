@@ -87,6 +87,17 @@ def _wait_until_serving(proc: subprocess.Popen[str], port: int, workers: int = 2
     pytest.fail("the workers did not start")
 
 
+def _ended(proc: subprocess.Popen[str]) -> tuple[int | None, str]:
+    """The exit code of ``proc`` (``None`` if it was still running after 60 s: then killed)
+    and everything it wrote."""
+    try:
+        code: int | None = proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        code = None
+        proc.kill()
+    return code, proc.communicate(timeout=30)[0]
+
+
 @pytest.fixture
 def served() -> Iterator[tuple[subprocess.Popen[str], int]]:
     port = _free_port()
@@ -167,13 +178,8 @@ def test_a_port_taken_by_another_program_stops_everything_with_exit_3() -> None:
     with socket.socket() as taken:  # no SO_REUSEPORT: no other socket may join it
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        proc = _launch(taken.getsockname()[1])
-        try:
-            assert proc.wait(timeout=60) == STARTUP_FAILURE
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            output = proc.communicate(timeout=30)[0]
+        code, output = _ended(_launch(taken.getsockname()[1]))
+    assert code == STARTUP_FAILURE, output
     assert "cannot listen" in output
 
 
@@ -215,13 +221,8 @@ def test_lgsp_serve_with_two_workers_serves_calls_and_stops_on_sigterm(
 def test_workers_that_keep_dying_as_they_start_stop_everything_with_exit_3() -> None:
     """A crash loop is reported, not kept up: each death soon after a start waits longer
     before the next start, and after ``give_up_after`` in a row the parent exits 3."""
-    proc = _launch(_free_port(), workers=1, app="broken", extra=", give_up_after=3")
-    try:
-        assert proc.wait(timeout=60) == STARTUP_FAILURE
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        output = proc.communicate(timeout=30)[0]
+    code, output = _ended(_launch(_free_port(), workers=1, app="broken", extra=", give_up_after=3"))
+    assert code == STARTUP_FAILURE, output
     assert output.count("a worker died; starting another") == 2, output
     assert "a worker cannot start" in output
 
@@ -233,13 +234,8 @@ def test_a_port_another_gateway_serves_is_refused(
     """Its sockets have SO_REUSEPORT too, so ours would join their group and share its
     connections: the port is checked with a plain bind first, and refused with exit 3."""
     _, port = served
-    second = _launch(port)
-    try:
-        assert second.wait(timeout=60) == STARTUP_FAILURE
-    finally:
-        if second.poll() is None:
-            second.kill()
-        output = second.communicate(timeout=30)[0]
+    code, output = _ended(_launch(port))
+    assert code == STARTUP_FAILURE, output
     assert "cannot listen" in output
 
 
