@@ -1,22 +1,22 @@
 """The embedded store's one way of using SQLite: a file in WAL mode, calls run in a thread.
 
-Every embedded store (the exchange log, idempotency keys, the delivery queue, adapter state,
-webhooks) derives from :class:`SqliteFile`: one connection per store object, used by one thread
-at a time, in autocommit mode. Reads run as they are (:meth:`_run`); every write is one
-``BEGIN IMMEDIATE`` transaction taken in :meth:`_writing` (:meth:`_write` runs a whole function
-so), queued on a lock file beside the database first (see :class:`_WriterLock`): several
-gateway workers share each file, and SQLite alone makes a writer that finds it locked sleep.
+Every embedded store (the exchange log, consumers, idempotency keys, the delivery queue,
+adapter state, webhooks) derives from :class:`SqliteFile`: one connection per store object, used
+by one thread at a time, in autocommit mode. Reads run as they are (:meth:`_run`); every write
+is a function run by :meth:`_write` as one ``BEGIN IMMEDIATE`` transaction, queued on a lock
+file beside the database first (see :class:`_WriterLock`): several gateway workers share each
+file, and SQLite alone makes a writer that finds it locked sleep.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal, TypeVar
 
@@ -88,26 +88,16 @@ class SqliteFile:
         return await asyncio.to_thread(locked)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """``fn`` as one write transaction (:meth:`_writing`), run as :meth:`_run` runs it."""
+        """``fn`` as one write transaction (``BEGIN IMMEDIATE``, committed at the end, rolled
+        back on an error) under the file's :class:`_WriterLock`, run as :meth:`_run` runs it."""
 
         def write(db: sqlite3.Connection) -> T:
-            with self._writing(db):
+            queue = self._writer if self._writer is not None else contextlib.nullcontext()
+            with queue, db:  # in memory: one connection, nothing to queue for
+                db.execute("BEGIN IMMEDIATE")
                 return fn(db)
 
         return await self._run(write)
-
-    @contextmanager
-    def _writing(self, db: sqlite3.Connection) -> Iterator[None]:
-        """A write transaction on ``db`` (``BEGIN IMMEDIATE``, committed at the end, rolled
-        back on an error) under the file's :class:`_WriterLock`."""
-        if self._writer is None:  # in memory: one connection, nothing to queue for
-            with db:
-                db.execute("BEGIN IMMEDIATE")
-                yield
-            return
-        with self._writer, db:
-            db.execute("BEGIN IMMEDIATE")
-            yield
 
     async def close(self) -> None:
         def close(db: sqlite3.Connection) -> None:

@@ -16,7 +16,7 @@ Transactions
 :meth:`~SqliteAuditStore.append` reads the head, chains the batch onto it and signs the new head
 in one ``BEGIN IMMEDIATE`` transaction: gateway processes sharing the file are serialised by
 SQLite's write lock and keep one valid chain, and queue for it on a lock file beside the log
-(:meth:`~bus.sqlite.SqliteFile._writing`) rather than in SQLite's sleeping retries. It
+(:meth:`~bus.sqlite.SqliteFile._write`) rather than in SQLite's sleeping retries. It
 continues from the *signed head*, never from the last row: a row someone added behind the
 head's back makes the append fail on its number instead of being chained and signed over.
 Long reads (:meth:`~SqliteAuditStore.verify`,
@@ -807,60 +807,58 @@ class SqliteAuditStore(SqliteFile):
 
         def oldest(db: sqlite3.Connection) -> tuple[int, int] | None:
             """(first, last) records to remove, once checked to be in exports."""
-            with self._writing(db):
-                first, last = db.execute(
-                    "SELECT min(seq), (SELECT max(seq) FROM audit_records WHERE recorded_at < ?) "
-                    "FROM audit_records",
-                    (before,),
-                ).fetchone()
-                if last is None:
-                    return None
-                ranges = db.execute("SELECT first_seq, last_seq FROM audit_exports").fetchall()
-                missing = _first_uncovered(first, last, ranges)
-                if missing is not None:
-                    raise AuditStoreError(
-                        f"record {missing} is older than {before} but in no export: export "
-                        f"records {first} to {last} before purging them"
-                    )
-                return int(first), int(last)
+            first, last = db.execute(
+                "SELECT min(seq), (SELECT max(seq) FROM audit_records WHERE recorded_at < ?) "
+                "FROM audit_records",
+                (before,),
+            ).fetchone()
+            if last is None:
+                return None
+            ranges = db.execute("SELECT first_seq, last_seq FROM audit_exports").fetchall()
+            missing = _first_uncovered(first, last, ranges)
+            if missing is not None:
+                raise AuditStoreError(
+                    f"record {missing} is older than {before} but in no export: export "
+                    f"records {first} to {last} before purging them"
+                )
+            return int(first), int(last)
 
         def remove(db: sqlite3.Connection, last: int) -> tuple[int, SignedPoint | None, bool]:
             """Remove the next chunk up to ``last``: (records removed, anchor, all done)."""
-            with self._writing(db):
-                (first,) = db.execute("SELECT min(seq) FROM audit_records").fetchone()
-                if first is None or first > last:
-                    return 0, self._read_anchor(db), True
-                upper = min(last, first + PURGE_CHUNK - 1)
+            (first,) = db.execute("SELECT min(seq) FROM audit_records").fetchone()
+            if first is None or first > last:
+                return 0, self._read_anchor(db), True
+            upper = min(last, first + PURGE_CHUNK - 1)
+            row = db.execute(
+                "SELECT CAST(hash AS TEXT) FROM audit_records WHERE seq = ?", (upper,)
+            ).fetchone()
+            if row is None:  # a gap where the chunk ends: end it at the record before
+                (upper,) = db.execute(
+                    "SELECT max(seq) FROM audit_records WHERE seq <= ?", (upper,)
+                ).fetchone()
                 row = db.execute(
                     "SELECT CAST(hash AS TEXT) FROM audit_records WHERE seq = ?", (upper,)
                 ).fetchone()
-                if row is None:  # a gap where the chunk ends: end it at the record before
-                    (upper,) = db.execute(
-                        "SELECT max(seq) FROM audit_records WHERE seq <= ?", (upper,)
-                    ).fetchone()
-                    row = db.execute(
-                        "SELECT CAST(hash AS TEXT) FROM audit_records WHERE seq = ?", (upper,)
-                    ).fetchone()
-                (upper_hash,) = row
-                # The chain keeps starting right after the anchor: a prefix is removed.
-                removed = db.execute("DELETE FROM audit_records WHERE seq <= ?", (upper,)).rowcount
-                db.execute("DELETE FROM audit_subjects WHERE seq <= ?", (upper,))
-                signed_at = self._now()
-                signer, signature = self._sign("anchor", upper, upper_hash, signed_at)
-                point = (upper, upper_hash, signed_at, signer, signature)
-                db.execute(
-                    "INSERT OR REPLACE INTO audit_anchor (one, seq, hash, signed_at, signer, "
-                    "signature) VALUES (1, ?, ?, ?, ?, ?)",
-                    point,
-                )
-                return removed, _point(point, "anchor"), upper >= last
+            (upper_hash,) = row
+            # The chain keeps starting right after the anchor: a prefix is removed.
+            removed = db.execute("DELETE FROM audit_records WHERE seq <= ?", (upper,)).rowcount
+            db.execute("DELETE FROM audit_subjects WHERE seq <= ?", (upper,))
+            signed_at = self._now()
+            signer, signature = self._sign("anchor", upper, upper_hash, signed_at)
+            point = (upper, upper_hash, signed_at, signer, signature)
+            db.execute(
+                "INSERT OR REPLACE INTO audit_anchor (one, seq, hash, signed_at, signer, "
+                "signature) VALUES (1, ?, ?, ?, ?, ?)",
+                point,
+            )
+            return removed, _point(point, "anchor"), upper >= last
 
-        span = await self._run(oldest)
+        span = await self._write(oldest)
         if span is None:
             return PurgeResult(purged=0, anchor=await self.anchor())
         purged = 0
         while True:
-            removed, anchor, done = await self._run(lambda db: remove(db, span[1]))
+            removed, anchor, done = await self._write(lambda db: remove(db, span[1]))
             purged += removed
             if done:
                 return PurgeResult(purged=purged, anchor=anchor)
