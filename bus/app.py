@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import re
 import secrets
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -92,9 +91,8 @@ def _error(request: Request, exc: BusError, service: str | None = None) -> Respo
     )
 
 
-#: The service call's path: ``/v1/services/{service}/{operation}``, as a Starlette route matches
-#: it (each parameter one path segment).
-CALL_PATH = re.compile(r"/v1/services/(?P<service>[^/]+)/(?P<operation>[^/]+)")
+#: The service call's route.
+CALL_PATH = "/v1/services/{service}/{operation}"
 
 
 def create_app(
@@ -175,11 +173,14 @@ def create_app(
 
     # The service call is served in front of FastAPI's own middleware and router, through its
     # own RequestIdMiddleware; every other route goes through FastAPI, whose first middleware
-    # is another RequestIdMiddleware (added below).
+    # is another RequestIdMiddleware (added below). The call route does its own body handling,
+    # so FastAPI's per-request dependency machinery would only add cost. It is documented per
+    # operation, not as this route.
     app = FrontRoutedApp(
         CALL_PATH,
         ("POST",),
-        RequestIdMiddleware(endpoint_app(call)),
+        call,
+        front=RequestIdMiddleware(endpoint_app(call)),
         title="LGSP integration bus",
         version="0.1.0",
         description=DESCRIPTION,
@@ -187,13 +188,6 @@ def create_app(
         redirect_slashes=False,  # a redirect would be a reply without the envelope
     )
     app.state.gateway = gw
-
-    # Served in front of FastAPI (above); registered with the router too, which answers
-    # another method with 405. The call route does its own body handling, so FastAPI's
-    # per-request dependency machinery would only add cost. It is documented per operation.
-    app.router.add_route(
-        "/v1/services/{service}/{operation}", call, methods=["POST"], include_in_schema=False
-    )
 
     async def inbound(request: Request) -> Response:
         return await handle_callback(gw, request, request.path_params["service"])

@@ -1,9 +1,9 @@
 """The benchmark's ``stack-proxy`` peer: the bus's own stack with nothing of the bus in the path.
 
 A FastAPI app whose one route is served as the bus serves its call route: by a
-``bus.middleware.FrontRoutedApp``, in front of FastAPI's own middleware and router (and
-registered with the router too). It forwards every request (method, path and query, body, end-to-end
-headers) to one upstream through ONE shared ``httpx.AsyncClient`` built by
+``bus.middleware.FrontRoutedApp``, in front of FastAPI's own middleware and router. It
+forwards every request (method, path and query, body, end-to-end headers) to one upstream
+through ONE shared ``httpx.AsyncClient`` built by
 ``bus.gateway.make_http_client`` (the bus's client and transport, with default settings), and
 served by ``bus.cli.run_gateway``: uvicorn with the very options ``lgsp serve`` uses (uvloop
 and httptools, no access log). The difference between this proxy and the bus's JSON scenario is
@@ -18,7 +18,6 @@ Run from the repository root (``bench/run.py`` does it on a free port)::
 from __future__ import annotations
 
 import argparse
-import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -31,11 +30,10 @@ from starlette.responses import Response
 from bus.app import tune_runtime
 from bus.cli import run_gateway
 from bus.gateway import make_http_client
-from bus.middleware import FrontRoutedApp, endpoint_app
+from bus.middleware import FrontRoutedApp
 from bus.settings import Settings
 
 METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-ANY_PATH = re.compile(r"/.*")
 
 
 def create(upstream: str, settings: Settings) -> FastAPI:
@@ -67,11 +65,9 @@ def create(upstream: str, settings: Settings) -> FastAPI:
             media_type=reply.headers.get("content-type", "application/json"),
         )
 
-    app = FrontRoutedApp(
-        ANY_PATH, METHODS, endpoint_app(forward), lifespan=lifespan, redirect_slashes=False
+    return FrontRoutedApp(
+        "/{path:path}", METHODS, forward, lifespan=lifespan, redirect_slashes=False
     )
-    app.router.add_route("/{path:path}", forward, methods=METHODS, include_in_schema=False)
-    return app
 
 
 def main() -> None:
