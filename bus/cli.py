@@ -127,12 +127,7 @@ def run_gateway(settings: Settings, application: Any, factory: str) -> None:
         uvicorn.run(factory, factory=True, workers=settings.workers, **options)
         return
     code = serve_workers(
-        settings.workers,
-        {"app": factory, "factory": True, **options},
-        settings.host,
-        settings.port,
-        settings.backlog,
-        settings.grace_seconds,
+        settings.workers, {"app": factory, "factory": True, **options}, settings.grace_seconds
     )
     if code:
         raise SystemExit(code)

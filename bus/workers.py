@@ -100,15 +100,15 @@ def _follow_parent(parent: int) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
 
-def _worker(options: dict[str, Any], host: str, port: int, backlog: int, parent: int) -> None:
+def _worker(options: dict[str, Any], parent: int) -> None:
     """One worker process: its own socket, then uvicorn serving the app ``options`` name."""
     os.setpgrp()  # signals come from the parent only (see the module docstring)
     _follow_parent(parent)
     config = uvicorn.Config(**options)
     try:
-        sock = listening_socket(host, port, backlog)
+        sock = listening_socket(config.host, config.port, config.backlog)
     except OSError as exc:
-        log.error("worker cannot listen", host=host, port=port, error=str(exc))
+        log.error("worker cannot listen", host=config.host, port=config.port, error=str(exc))
         sys.exit(STARTUP_FAILURE)
     server = uvicorn.Server(config)
     server.run(sockets=[sock])
@@ -129,9 +129,6 @@ class _Slot:
 def serve_workers(
     count: int,
     options: dict[str, Any],
-    host: str,
-    port: int,
-    backlog: int,
     grace: float,
     *,
     quick_seconds: float = 10.0,
@@ -139,28 +136,28 @@ def serve_workers(
 ) -> int:
     """Run ``count`` workers until SIGINT or SIGTERM; the exit code for ``lgsp serve``.
 
-    ``options`` are ``uvicorn.Config``'s, with ``app`` an import string of an app factory that
-    each worker calls (``factory=True``). A worker that dies is started again at once; one that
-    dies again within ``quick_seconds`` of its start waits 1, 2, 4... s first, and after
-    ``give_up_after`` such deaths in a row everything stops with exit code 3, as when a worker
-    fails while starting: a crash loop is reported, not kept up."""
+    ``options`` are ``uvicorn.Config``'s, with ``host``, ``port`` and ``backlog``, and ``app``
+    an import string of an app factory that each worker calls (``factory=True``). A worker that
+    dies is started again at once; one that dies again within ``quick_seconds`` of its start
+    waits 1, 2, 4... s first, and after ``give_up_after`` such deaths in a row everything stops
+    with exit code 3, as when a worker fails while starting: a crash loop is reported, not kept
+    up."""
     spawn = multiprocessing.get_context("spawn")
     stop = threading.Event()
 
     def start() -> BaseProcess:
-        process = spawn.Process(
-            target=_worker, args=(options, host, port, backlog, os.getpid()), name="lgsp-worker"
-        )
+        process = spawn.Process(target=_worker, args=(options, os.getpid()), name="lgsp-worker")
         process.start()
         return process
 
     def request_stop(signum: int, frame: object) -> None:
         stop.set()
 
+    host = options["host"]
     try:
-        port = claim_port(host, port)
+        port = claim_port(host, options["port"])
     except OSError as exc:
-        log.error("cannot listen", host=host, port=port, error=str(exc))
+        log.error("cannot listen", host=host, port=options["port"], error=str(exc))
         return STARTUP_FAILURE
     options = {**options, "port": port}
     previous = {sig: signal.signal(sig, request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}

@@ -51,12 +51,13 @@ def _launch(
         "factory": True,
         "host": "127.0.0.1",
         "port": port,
+        "backlog": 128,
         "log_config": None,
         "timeout_graceful_shutdown": 2,
     }
     code = (
         "import sys; from bus.workers import serve_workers; "
-        f"sys.exit(serve_workers({workers}, {options!r}, '127.0.0.1', {port}, 128, 2.0{extra}))"
+        f"sys.exit(serve_workers({workers}, {options!r}, 2.0{extra}))"
     )
     return subprocess.Popen(
         [sys.executable, "-c", code],
