@@ -24,6 +24,7 @@ from pydantic import ValidationError
 from adapters.base import Adapter, Clock, OperationSpec, Resources, SystemClock, Upstream
 from bus.audit import ExchangeRecorder
 from bus.audit.log import AuditLog, open_audit
+from bus.audit.writer import WriterProcess, process_writer_available
 from bus.circuit import Bulkhead, CircuitBreaker
 from bus.config import ConfigError, ConfigProblem, Credentials, LoadedConfig, ServiceConfig
 from bus.delivery.store import DeliveryStore, SqliteDeliveryStore
@@ -139,7 +140,17 @@ class Gateway:
         loaded here, once)."""
         if self.recorder is None:
             store, keys = open_audit(self.settings)
-            self.audit = AuditLog(store, keys, batch=self.settings.audit_batch)
+            writer = None
+            if self.settings.audit_writer == "process" and process_writer_available():
+                writer = WriterProcess(
+                    store.path, keys.signing_key, self.settings.audit_checkpoint_every
+                )
+                try:
+                    await writer.start()
+                except BaseException:
+                    await store.close()
+                    raise
+            self.audit = AuditLog(store, keys, batch=self.settings.audit_batch, writer=writer)
             self.recorder = self.audit
             self._digest_key = keys.digest_key
         if self.idempotency is None:

@@ -85,6 +85,11 @@ class Settings(BaseSettings):
         ge=1,
         description="Keep the signed chain head as a checkpoint every this many records.",
     )
+    audit_writer: Literal["process", "thread"] = Field(
+        default="process",
+        description="Who appends the exchange records: a writer process of each gateway "
+        "process (where the platform has forkserver; else a thread), or a thread.",
+    )
     audit_batch: int = Field(
         default=256,
         ge=1,

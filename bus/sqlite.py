@@ -90,19 +90,29 @@ class SqliteFile:
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn`` as one write transaction (``BEGIN IMMEDIATE``, committed at the end, rolled
         back on an error) under the file's :class:`_WriterLock`, run as :meth:`_run` runs it."""
+        return await self._run(lambda db: self._transaction(db, fn))
 
-        def write(db: sqlite3.Connection) -> T:
-            queue = self._writer if self._writer is not None else contextlib.nullcontext()
-            with queue, db:  # in memory: one connection, nothing to queue for
-                db.execute("BEGIN IMMEDIATE")
-                return fn(db)
+    def _write_here(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """:meth:`_write` in the calling thread, for a process with nothing else to do while
+        it writes (the exchange log's writer process)."""
+        with self._lock:
+            return self._transaction(self._db, fn)
 
-        return await self._run(write)
+    def _transaction(self, db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+        queue = self._writer if self._writer is not None else contextlib.nullcontext()
+        with queue, db:  # in memory: one connection, nothing to queue for
+            db.execute("BEGIN IMMEDIATE")
+            return fn(db)
 
     async def close(self) -> None:
-        def close(db: sqlite3.Connection) -> None:
-            db.close()
-            if self._writer is not None:
-                self._writer.close()
+        await self._run(self._close)
 
-        await self._run(close)
+    def close_here(self) -> None:
+        """:meth:`close` in the calling thread."""
+        with self._lock:
+            self._close(self._db)
+
+    def _close(self, db: sqlite3.Connection) -> None:
+        db.close()
+        if self._writer is not None:
+            self._writer.close()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import sqlite3
 import stat
 from collections.abc import Callable
 from pathlib import Path
@@ -151,17 +152,19 @@ async def test_concurrent_calls_share_commits_and_keep_one_valid_chain(
     assert report.checked == 64
 
 
+@pytest.mark.parametrize("writer", ["process", "thread"])
 async def test_the_call_fails_closed_when_the_log_cannot_be_written(
     example_plugin: AdapterRegistry,
     settings_for: Callable[..., Settings],
     capsys: pytest.CaptureFixture[str],
+    writer: str,
 ) -> None:
-    """A read-only log: the call in flight gets bus.internal and its record is reported in the
-    application log; later calls are refused before reaching the upstream and /readyz says
-    not ready; once the log is writable again, calls flow."""
+    """A log that refuses inserts: the call in flight gets bus.internal and its record is
+    reported in the application log; later calls are refused before reaching the upstream and
+    /readyz says not ready; once the log is writable again, calls flow. With either writer."""
     router = respx.MockRouter(assert_all_called=False)
     upstream = router.get(PARCEL_URL).respond(200, json={"id": "12-0034", "area": 5, "use": "ODT"})
-    settings = settings_for(PARCELS)
+    settings = settings_for(PARCELS, audit_writer=writer)
     app = create_app(
         settings,
         registry=example_plugin,
@@ -171,9 +174,13 @@ async def test_the_call_fails_closed_when_the_log_cannot_be_written(
     body = {"parcel_id": "12-0034"}
     async with running(app) as client:
         audit: AuditLog = app.state.gateway.audit
-        db = audit.store._db  # type: ignore[attr-defined]  # the test breaks the real file
+        assert (audit.writer is not None) == (writer == "process")
+        db = sqlite3.connect(settings.audit_file(), isolation_level=None)  # breaks the real file
         assert (await client.post("/v1/services/land/parcel.get", json=body)).status_code == 200
-        db.execute("PRAGMA query_only=1")  # the file can no longer be written
+        db.execute(  # every writer, in any process, is refused from now on
+            "CREATE TRIGGER read_only BEFORE INSERT ON audit_records "
+            "BEGIN SELECT RAISE(ABORT, 'the test made the log read-only'); END"
+        )
         in_flight = await client.post("/v1/services/land/parcel.get", json=body)
         assert in_flight.status_code == 500
         assert in_flight.json()["error"]["code"] == "bus.internal"
@@ -185,7 +192,8 @@ async def test_the_call_fails_closed_when_the_log_cannot_be_written(
         ready = await client.get("/readyz")
         assert ready.status_code == 503
         assert ready.json()["exchange_log"] == "failing"
-        db.execute("PRAGMA query_only=0")
+        db.execute("DROP TRIGGER read_only")
+        db.close()
         probe = await client.post("/v1/services/land/parcel.get", json=body)
         assert probe.status_code == 500  # refused, but its record was written: the log works
         assert upstream.call_count == 2

@@ -88,6 +88,20 @@ def _parse_encryption_keys(text: str) -> tuple[str, dict[str, bytes]]:
     return current, keys
 
 
+class KeySigner:
+    """Signs with one Ed25519 key: chain heads, checkpoints and anchors (a
+    :class:`~bus.audit.store.Signer`). :class:`AuditKeys` signs through one; the exchange log's
+    writer process (:mod:`bus.audit.writer`) builds its own from the same key."""
+
+    def __init__(self, key: Ed25519PrivateKey) -> None:
+        self._key = key
+        #: The public key (base64 of its raw bytes), made once: every head signed names it.
+        self.public_key = _b64(key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw))
+
+    def sign(self, message: bytes) -> str:
+        return _b64(self._key.sign(message))
+
+
 @dataclass(frozen=True, slots=True)
 class AuditKeys:
     """Every key the exchange log uses; see the module's documentation."""
@@ -99,10 +113,12 @@ class AuditKeys:
     signing_key: Ed25519PrivateKey
     #: One cipher per encryption key, made once (not per record).
     _ciphers: dict[str, AESGCM] = field(init=False, repr=False, compare=False)
+    _signer: KeySigner = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         ciphers = {kid: AESGCM(key) for kid, key in self.encryption.items()}
         object.__setattr__(self, "_ciphers", ciphers)  # frozen: set once, here
+        object.__setattr__(self, "_signer", KeySigner(self.signing_key))
 
     # -- loading ----------------------------------------------------------------------------
 
@@ -208,15 +224,14 @@ class AuditKeys:
 
     @property
     def public_key(self) -> str:
-        raw = self.signing_key.public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
-        return _b64(raw)
+        return self._signer.public_key
 
     @property
     def signer_id(self) -> str:
         return key_fingerprint(base64.b64decode(self.public_key))
 
     def sign(self, message: bytes) -> str:
-        return _b64(self.signing_key.sign(message))
+        return self._signer.sign(message)
 
 
 def _text(body: bytes | None) -> str | None:

@@ -5,6 +5,8 @@
 and waits until the store has appended it durably. One writer task appends whatever records
 are waiting, up to ``batch`` per transaction: while one transaction commits, the next batch
 gathers, so concurrent calls share one commit (and one fsync) instead of queueing for one each.
+The gateway hands the batches to a writer process (:mod:`bus.audit.writer`) by default; without
+one, the store appends them in a thread of this process.
 
 If an append fails, every call waiting on it is failed closed (``bus.internal``), the records
 are reported in the application log (metadata only, never bodies nor ids) so none disappears
@@ -26,6 +28,7 @@ from bus.audit.keys import AuditKeys
 from bus.audit.record import NewRecord
 from bus.audit.sqlite_store import SqliteAuditStore
 from bus.audit.store import AuditStore
+from bus.audit.writer import WriterProcess
 from bus.errors import InternalError
 from bus.ids import new_id
 from bus.settings import Settings
@@ -58,10 +61,19 @@ def _utc(moment: datetime | None) -> str | None:
 class AuditLog:
     """The durable recorder (see the module's documentation)."""
 
-    def __init__(self, store: AuditStore, keys: AuditKeys, *, batch: int = 256) -> None:
+    def __init__(
+        self,
+        store: AuditStore,
+        keys: AuditKeys,
+        *,
+        batch: int = 256,
+        writer: WriterProcess | None = None,
+    ) -> None:
         self.store = store
         self.keys = keys
         self._batch = batch
+        #: Where batches are appended: a writer process (:mod:`bus.audit.writer`), or the store.
+        self.writer = writer
         self._pending: list[tuple[NewRecord, asyncio.Future[int]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -161,7 +173,9 @@ class AuditLog:
 
     async def _commit(self, batch: Sequence[tuple[NewRecord, asyncio.Future[int]]]) -> None:
         try:
-            seqs = await self.store.append([record for record, _ in batch])
+            records = [record for record, _ in batch]
+            appender = self.writer if self.writer is not None else self.store
+            seqs = await appender.append(records)
             if len(seqs) != len(batch):
                 raise AuditWriteError(f"the store appended {len(seqs)} of {len(batch)} records")
         except BaseException as exc:  # every waiting call must learn it, even on cancellation
@@ -188,7 +202,11 @@ class AuditLog:
         if self._writer is not None:
             await self._writer
             self._writer = None
-        await self.store.close()
+        try:
+            if self.writer is not None:
+                await self.writer.close()
+        finally:
+            await self.store.close()
 
 
 def _report_unrecorded(record: NewRecord) -> None:

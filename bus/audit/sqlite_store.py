@@ -514,59 +514,64 @@ class SqliteAuditStore(SqliteFile):
     async def append(self, records: Sequence[NewRecord]) -> list[int]:
         if not records:
             return []
+        return await self._write(lambda db: self._append(db, records))
 
-        def append(db: sqlite3.Connection) -> list[int]:
-            head = self._read_head(db)
-            if head is not None:
-                # signed_at of a head is the recorded_at of its batch (see below).
-                prev_seq, prev_hash, previous = head.seq, head.hash, head.signed_at
-            else:
-                prev_seq, prev_hash, previous = 0, GENESIS, ""
-            # One time for the whole batch, never before the last one recorded: the
-            # chain's recorded_at never decreases, so a period is a range of seqs.
-            recorded_at = max(self._now(), previous)
-            first_seq = prev_seq + 1
-            rows: list[tuple[Any, ...]] = []
-            subjects: list[tuple[str, int]] = []
-            for seq, new in enumerate(records, start=first_seq):
-                data = finalise(new, seq, recorded_at)
-                digest = chain_hash(prev_hash, data)
-                # the query columns: the same values the data was serialised from
-                columns = (getattr(new, name) for name in _RECORD_COLUMNS)
-                rows.append((seq, data, prev_hash, digest, *columns, recorded_at))
-                subjects.extend((subject, seq) for subject in new.subjects)
-                prev_hash = digest
-            last_seq = first_seq + len(records) - 1
-            try:
-                db.executemany(_INSERT, rows)
-            except sqlite3.IntegrityError as exc:
-                if "audit_records.seq" in str(exc):
-                    raise AuditStoreError(
-                        f"the log holds a record {first_seq} or later that its signed head "
-                        f"(record {prev_seq}) does not cover: it was added without the "
-                        "signing key; verify the log"
-                    ) from exc
-                raise AuditStoreError("a record of the batch has an id already in the log") from exc
-            db.executemany(
-                "INSERT OR IGNORE INTO audit_subjects (subject, seq) VALUES (?, ?)", subjects
-            )
-            signer, signature = self._sign("head", last_seq, prev_hash, recorded_at)
-            point = (last_seq, prev_hash, recorded_at, signer, signature)
+    def append_here(self, records: Sequence[NewRecord]) -> list[int]:
+        """:meth:`append` in the calling thread (the exchange log's writer process)."""
+        if not records:
+            return []
+        return self._write_here(lambda db: self._append(db, records))
+
+    def _append(self, db: sqlite3.Connection, records: Sequence[NewRecord]) -> list[int]:
+        head = self._read_head(db)
+        if head is not None:
+            # signed_at of a head is the recorded_at of its batch (see below).
+            prev_seq, prev_hash, previous = head.seq, head.hash, head.signed_at
+        else:
+            prev_seq, prev_hash, previous = 0, GENESIS, ""
+        # One time for the whole batch, never before the last one recorded: the
+        # chain's recorded_at never decreases, so a period is a range of seqs.
+        recorded_at = max(self._now(), previous)
+        first_seq = prev_seq + 1
+        rows: list[tuple[Any, ...]] = []
+        subjects: list[tuple[str, int]] = []
+        for seq, new in enumerate(records, start=first_seq):
+            data = finalise(new, seq, recorded_at)
+            digest = chain_hash(prev_hash, data)
+            # the query columns: the same values the data was serialised from
+            columns = (getattr(new, name) for name in _RECORD_COLUMNS)
+            rows.append((seq, data, prev_hash, digest, *columns, recorded_at))
+            subjects.extend((subject, seq) for subject in new.subjects)
+            prev_hash = digest
+        last_seq = first_seq + len(records) - 1
+        try:
+            db.executemany(_INSERT, rows)
+        except sqlite3.IntegrityError as exc:
+            if "audit_records.seq" in str(exc):
+                raise AuditStoreError(
+                    f"the log holds a record {first_seq} or later that its signed head "
+                    f"(record {prev_seq}) does not cover: it was added without the "
+                    "signing key; verify the log"
+                ) from exc
+            raise AuditStoreError("a record of the batch has an id already in the log") from exc
+        db.executemany(
+            "INSERT OR IGNORE INTO audit_subjects (subject, seq) VALUES (?, ?)", subjects
+        )
+        signer, signature = self._sign("head", last_seq, prev_hash, recorded_at)
+        point = (last_seq, prev_hash, recorded_at, signer, signature)
+        db.execute(
+            "INSERT OR REPLACE INTO audit_head (one, seq, hash, signed_at, signer, "
+            "signature) VALUES (1, ?, ?, ?, ?, ?)",
+            point,
+        )
+        every = self._checkpoint_every
+        if last_seq // every > prev_seq // every:
             db.execute(
-                "INSERT OR REPLACE INTO audit_head (one, seq, hash, signed_at, signer, "
-                "signature) VALUES (1, ?, ?, ?, ?, ?)",
+                "INSERT INTO audit_checkpoints (seq, hash, signed_at, signer, signature) "
+                "VALUES (?, ?, ?, ?, ?)",
                 point,
             )
-            every = self._checkpoint_every
-            if last_seq // every > prev_seq // every:
-                db.execute(
-                    "INSERT INTO audit_checkpoints (seq, hash, signed_at, signer, signature) "
-                    "VALUES (?, ?, ?, ?, ?)",
-                    point,
-                )
-            return list(range(first_seq, last_seq + 1))
-
-        return await self._write(append)
+        return list(range(first_seq, last_seq + 1))
 
     # -- reading -------------------------------------------------------------------------------
 

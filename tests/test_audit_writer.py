@@ -1,0 +1,224 @@
+"""The exchange log's writer process: appends as the store's own, errors carried back, a dead
+writer replaced, signals of the process group ignored, and no writer left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from bus.audit.keys import AuditKeys
+from bus.audit.log import AuditLog
+from bus.audit.sqlite_store import SqliteAuditStore
+from bus.audit.store import AuditQuery, AuditStoreError
+from bus.audit.writer import WriterError, WriterProcess, process_writer_available
+from tests.test_audit_store import rec
+
+pytestmark = [
+    pytest.mark.anyio,
+    pytest.mark.skipif(not process_writer_available(), reason="no forkserver on this platform"),
+]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def keys() -> AuditKeys:
+    return AuditKeys.generate()
+
+
+@pytest.fixture
+async def store(tmp_path: Path, keys: AuditKeys) -> AsyncIterator[SqliteAuditStore]:
+    s = SqliteAuditStore(tmp_path / "audit.db", keys, checkpoint_every=4)
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+async def writer(store: SqliteAuditStore, keys: AuditKeys) -> AsyncIterator[WriterProcess]:
+    w = WriterProcess(store.path, keys.signing_key, checkpoint_every=4)
+    await w.start()
+    yield w
+    await w.close()
+
+
+def gone(pid: int, within: float = 10.0) -> bool:
+    """Whether process ``pid`` has exited (or is a zombie nobody reaped yet) within ``within``."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            with open(f"/proc/{pid}/stat") as stat:
+                if stat.read().rsplit(")", 1)[1].split()[0] == "Z":
+                    return True
+        except FileNotFoundError:
+            return True
+        time.sleep(0.05)
+    return False
+
+
+async def test_batches_appended_by_the_writer_are_the_stores_own(
+    store: SqliteAuditStore, writer: WriterProcess, keys: AuditKeys
+) -> None:
+    """Seqs in order, the records as given, signed heads and checkpoints by the gateway's key:
+    the log verifies as if the gateway had appended them itself."""
+    assert writer.pid is not None
+    assert writer.pid != os.getpid()
+    assert await writer.append([rec(1), rec(2), rec(3)]) == [1, 2, 3]
+    assert await writer.append([rec(4, subjects=("blind-1",)), rec(5)]) == [4, 5]
+    await store.append([rec(6)])  # the gateway's own store goes on from the writer's head
+    assert await writer.append([rec(7)]) == [7]
+    found = await store.query(AuditQuery(), limit=10)
+    assert [r.seq for r in found] == [7, 6, 5, 4, 3, 2, 1]
+    assert [r.parsed()["id"] for r in found[-2:]] == ["ex_000002", "ex_000001"]
+    assert [r.seq for r in await store.query(AuditQuery(subject="blind-1"), limit=10)] == [4]
+    head = await store.head()
+    assert head is not None
+    assert head.seq == 7
+    assert head.signer == keys.public_key
+    report = await store.verify(trusted=frozenset({keys.public_key}))
+    assert report.ok, report
+    assert report.checked == 7
+
+
+async def test_a_store_error_comes_back_as_the_stores_error(
+    store: SqliteAuditStore, writer: WriterProcess
+) -> None:
+    """A batch the store refuses (an id already in the log) fails with AuditStoreError and
+    its message; the writer goes on with the next batch."""
+    assert await writer.append([rec(1)]) == [1]
+    with pytest.raises(AuditStoreError, match="id already in the log"):
+        await writer.append([rec(1)])
+    assert await writer.append([rec(2)]) == [2]
+
+
+async def test_a_dead_writer_fails_its_batch_and_the_next_append_starts_another(
+    store: SqliteAuditStore, writer: WriterProcess, keys: AuditKeys
+) -> None:
+    assert await writer.append([rec(1)]) == [1]
+    first = writer.pid
+    assert first is not None
+    os.kill(first, signal.SIGKILL)
+    with pytest.raises(WriterError, match="writer process exited"):
+        await writer.append([rec(2)])
+    assert await writer.append([rec(3)]) == [2]  # a new writer, from the log's head
+    assert writer.pid not in (None, first)
+    assert (await store.verify(trusted=frozenset({keys.public_key}))).ok
+
+
+async def test_the_writer_ignores_the_groups_signals_and_exits_when_closed(
+    writer: WriterProcess,
+) -> None:
+    """A Ctrl-C or SIGTERM reaches every process of the group: the writer keeps appending
+    (the gateway still has records to hand over while it stops) and exits once closed."""
+    pid = writer.pid
+    assert pid is not None
+    os.kill(pid, signal.SIGINT)
+    os.kill(pid, signal.SIGTERM)
+    assert await writer.append([rec(1)]) == [1]
+    await writer.close()
+    assert writer.pid is None
+    assert gone(pid)
+
+
+async def test_the_log_through_the_writer_process_as_the_gateway_uses_it(
+    store: SqliteAuditStore, writer: WriterProcess, keys: AuditKeys
+) -> None:
+    """AuditLog hands its group commits to the writer: concurrent records share commits."""
+    log = AuditLog(store, keys, batch=8, writer=writer)
+    seqs = await asyncio.gather(*(log.append(rec(n)) for n in range(1, 21)))
+    assert sorted(seqs) == list(range(1, 21))
+    assert log.commits < 20
+    pid = writer.pid
+    await log.close()  # closes the writer, then the store
+    assert pid is not None
+    assert gone(pid)
+
+
+async def test_a_log_the_writer_cannot_open_is_refused_at_start(
+    tmp_path: Path, keys: AuditKeys
+) -> None:
+    (tmp_path / "a-directory").mkdir()
+    w = WriterProcess(tmp_path / "a-directory", keys.signing_key, checkpoint_every=4)
+    with pytest.raises(WriterError, match="could not open the log"):
+        await w.start()
+    assert w.pid is None
+
+
+def test_the_writer_exits_when_the_gateway_dies(tmp_path: Path) -> None:
+    """A gateway killed outright (no close) leaves no writer behind: the writer sees its end
+    of the socket pair close and exits."""
+    script = tmp_path / "gateway.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, sys
+            from bus.audit.keys import AuditKeys
+            from bus.audit.writer import WriterProcess
+
+            async def main():
+                w = WriterProcess(sys.argv[1], AuditKeys.generate().signing_key, 4)
+                await w.start()
+                print(w.pid, flush=True)
+                await asyncio.sleep(3600)
+
+            if __name__ == "__main__":
+                asyncio.run(main())
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen(
+        [sys.executable, str(script), str(tmp_path / "audit.db")],
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    ) as gateway:
+        try:
+            assert gateway.stdout is not None
+            pid = int(gateway.stdout.readline())
+            assert not gone(pid, within=0.5)
+        finally:
+            gateway.kill()
+    assert gone(pid)
+
+
+def test_a_gateway_that_exits_without_closing_its_writer_does_not_hang(tmp_path: Path) -> None:
+    """multiprocessing waits for its children at exit; the writer ignores SIGTERM, so it must
+    be told its input has ended, or the gateway would never exit."""
+    script = tmp_path / "gateway.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import asyncio, sys
+            from bus.audit.keys import AuditKeys
+            from bus.audit.writer import WriterProcess
+
+            async def main():
+                w = WriterProcess(sys.argv[1], AuditKeys.generate().signing_key, 4)
+                await w.start()
+                print(w.pid, flush=True)
+                return w  # kept alive, never closed
+
+            if __name__ == "__main__":
+                kept = asyncio.run(main())
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / "audit.db")],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert gone(int(done.stdout))
