@@ -9,7 +9,7 @@ process idle; calls waited on it, and the event loop sat idle a fifth of the tim
 call in flight waited for the commit. In its own process the commit has a GIL of its own. The
 gateway still builds each record (digests, blind indexes, encrypted bodies); the writer
 finalises, chains, inserts and signs them, exactly as :meth:`SqliteAuditStore.append` does in
-the gateway's process (it is that method).
+the gateway's process (the same code, through :meth:`SqliteAuditStore.append_here`).
 
 :class:`WriterProcess` is started by the gateway (``LGSP_AUDIT_WRITER=process``, the default
 where the platform has ``forkserver``) and used by :class:`~bus.audit.log.AuditLog` for its
@@ -109,9 +109,13 @@ class WriterProcess:
         context.set_forkserver_preload(["__main__", __name__])
         ours, theirs = context.Pipe()
         process = context.Process(target=_serve, args=(theirs,), name="lgsp-audit-writer")
-        process.daemon = True  # multiprocessing stops it if the gateway exits without close()
+        # Daemonic: multiprocessing waits for it at exit; _hang_up_all lets it go first.
+        process.daemon = True
         try:
             await asyncio.to_thread(process.start)  # the first one starts the forkserver
+        except BaseException:
+            ours.close()
+            raise
         finally:
             theirs.close()
         sock = socket.socket(fileno=os.dup(ours.fileno()))
