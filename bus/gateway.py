@@ -137,7 +137,15 @@ class Gateway:
 
     async def start(self) -> None:
         """Open the stores and the shared HTTP client, and start every adapter (WSDLs are
-        loaded here, once)."""
+        loaded here, once). If any of it fails, the client and the stores opened are closed
+        again (the exchange log's writer process included)."""
+        try:
+            await self._start()
+        except BaseException:
+            await self._close()
+            raise
+
+    async def _start(self) -> None:
         if self.recorder is None:
             store, keys = open_audit(self.settings)
             writer = None
@@ -176,18 +184,25 @@ class Gateway:
             await svc.adapter.start(svc.resources)
 
     async def stop(self) -> None:
-        for svc in self.services.values():
-            await svc.adapter.stop()
-        if self.http is not None:
-            await self.http.aclose()
-            self.http = None
-        for store in (self.idempotency, self.deliveries, self.state, self.webhooks):
-            if store is not None:
-                await store.close()
-        self.idempotency = self.deliveries = self.state = self.webhooks = None
-        if self.audit is not None:  # last: every exchange above is recorded by now
-            await self.audit.close()
-            self.audit = self.recorder = None
+        try:
+            for svc in self.services.values():
+                await svc.adapter.stop()
+        finally:
+            await self._close()
+
+    async def _close(self) -> None:
+        try:
+            if self.http is not None:
+                await self.http.aclose()
+                self.http = None
+            for store in (self.idempotency, self.deliveries, self.state, self.webhooks):
+                if store is not None:
+                    await store.close()
+            self.idempotency = self.deliveries = self.state = self.webhooks = None
+        finally:
+            if self.audit is not None:  # last, whatever failed: every exchange is recorded
+                await self.audit.close()
+                self.audit = self.recorder = None
 
 
 def make_http_client(

@@ -22,6 +22,7 @@ from bus.audit.chain import StoredRecord
 from bus.audit.keys import AuditKeys, KeyError_
 from bus.audit.log import AuditLog, open_audit
 from bus.audit.store import AuditQuery
+from bus.audit.writer import WriterProcess
 from bus.registry import AdapterRegistry
 from bus.settings import Settings
 from tests.support import SpyAdapter, running
@@ -287,3 +288,36 @@ def test_subjects_are_found_in_nested_models() -> None:
     assert json.dumps(sorted(subjects_of({"a": CitizenLookup(old_id="012345678")}))) == (
         '["012345678"]'
     )
+
+
+async def test_a_gateway_that_fails_to_start_closes_the_log_and_its_writer(
+    example_plugin: AdapterRegistry,
+    settings_for: Callable[..., Settings],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Something fails after the exchange log's writer process has started: the start fails
+    with it, and the writer is not left running (a worker would otherwise wait for it at
+    exit)."""
+    started: list[WriterProcess] = []
+    real_start = WriterProcess.start
+
+    async def start(self: WriterProcess) -> None:
+        await real_start(self)
+        started.append(self)
+
+    def broken(*args: Any, **kwargs: Any) -> httpx.AsyncClient:
+        raise RuntimeError("no client today")
+
+    monkeypatch.setattr(WriterProcess, "start", start)
+    monkeypatch.setattr("bus.gateway.make_http_client", broken)
+    app = create_app(
+        settings_for(PARCELS, audit_writer="process"),
+        registry=example_plugin,
+        environ={"PARCELS_API_KEY": "k-123"},
+    )
+    with pytest.raises(RuntimeError, match="no client today"):
+        async with running(app):
+            pass
+    assert len(started) == 1
+    assert started[0].pid is None  # closed: no writer process left
+    assert app.state.gateway.audit is None

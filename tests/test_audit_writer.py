@@ -4,6 +4,7 @@ writer replaced, signals of the process group ignored, and no writer left behind
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -222,3 +223,40 @@ def test_a_gateway_that_exits_without_closing_its_writer_does_not_hang(tmp_path:
     )
     assert done.returncode == 0, done.stderr
     assert gone(int(done.stdout))
+
+
+def _writer_left_open(path: str, pid_file: str) -> None:
+    """A spawned child (as a ``--workers`` worker is) that starts a writer and returns without
+    closing it."""
+
+    async def main() -> WriterProcess:
+        writer = WriterProcess(path, AuditKeys.generate().signing_key, 4)
+        await writer.start()
+        return writer
+
+    writer = asyncio.run(main())
+    _KEPT.append(writer)
+    Path(pid_file).write_text(str(writer.pid))
+
+
+_KEPT: list[WriterProcess] = []
+
+
+def test_a_worker_that_returns_without_closing_its_writer_does_not_hang(tmp_path: Path) -> None:
+    """A multiprocessing child runs multiprocessing's exit function as its target returns,
+    before any atexit hook: the writer must be let go there, or the worker waits for it
+    forever (and its parent never learns that it ended)."""
+    pid_file = tmp_path / "writer.pid"
+    worker = multiprocessing.get_context("spawn").Process(
+        target=_writer_left_open, args=(str(tmp_path / "audit.db"), str(pid_file))
+    )
+    worker.start()
+    worker.join(60)
+    try:
+        assert worker.exitcode == 0
+    finally:
+        if worker.is_alive():
+            worker.kill()
+            worker.join()
+        worker.close()
+    assert gone(int(pid_file.read_text()))

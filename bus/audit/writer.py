@@ -30,7 +30,6 @@ error, the log is marked failing) and the next append starts a new writer.
 from __future__ import annotations
 
 import asyncio
-import atexit
 import contextlib
 import multiprocessing
 import multiprocessing.util
@@ -104,20 +103,29 @@ class WriterProcess:
     async def start(self) -> None:
         """Start a writer and wait until it has opened the log."""
         context = multiprocessing.get_context("forkserver")
-        # The forkserver imports this module and the program's main module once, so that a new
-        # writer is a fork of it (milliseconds) and does not run the main module again.
-        context.set_forkserver_preload(["__main__", __name__])
+        # The forkserver imports this module once; each writer is a fork of it. (Like any
+        # multiprocessing child, a writer runs the program's main module again, as
+        # __mp_main__: Python 3.11's forkserver does not preload it.)
+        context.set_forkserver_preload([__name__])
         ours, theirs = context.Pipe()
         process = context.Process(target=_serve, args=(theirs,), name="lgsp-audit-writer")
         # Daemonic: multiprocessing waits for it at exit; _hang_up_all lets it go first.
         process.daemon = True
+        # The first start also starts the forkserver. Shielded: the descriptor handed to the
+        # child is sent by number after pickling, so neither end may close under it.
+        starting = asyncio.ensure_future(asyncio.to_thread(process.start))
         try:
-            await asyncio.to_thread(process.start)  # the first one starts the forkserver
+            await asyncio.shield(starting)
         except BaseException:
-            ours.close()
-            raise
-        finally:
+            with contextlib.suppress(Exception):
+                await starting
             theirs.close()
+            ours.close()
+            if process.pid is not None:
+                process.kill()
+                await asyncio.to_thread(process.join)
+            raise
+        theirs.close()
         sock = socket.socket(fileno=os.dup(ours.fileno()))
         ours.close()
         self._process = process
@@ -205,15 +213,16 @@ _LIVE: weakref.WeakSet[WriterProcess] = weakref.WeakSet()
 
 
 def _hang_up_all() -> None:
-    """At the interpreter's exit, before multiprocessing's own exit hook (registered when
-    ``multiprocessing.util`` was imported above, so it runs after this one) waits for its
-    children: a writer never closed sees the end of its input and exits, instead of being
-    waited for forever (it ignores the SIGTERM that hook sends to daemonic children)."""
+    """At exit, before multiprocessing waits for its children: a writer never closed sees the
+    end of its input and exits, instead of being waited for forever (it ignores the SIGTERM
+    multiprocessing sends daemonic children first). Run by multiprocessing's exit function
+    itself, which runs both at interpreter exit and when a multiprocessing child (a
+    ``--workers`` worker) returns, where ``atexit`` hooks would come too late."""
     for writer in list(_LIVE):
         writer._hang_up()
 
 
-atexit.register(_hang_up_all)
+multiprocessing.util.Finalize(None, _hang_up_all, exitpriority=100)
 
 
 def _serve(conn: Connection) -> None:
