@@ -152,9 +152,9 @@ async def test_a_log_the_writer_cannot_open_is_refused_at_start(
     assert w.pid is None
 
 
-def test_the_writer_exits_when_the_gateway_dies(tmp_path: Path) -> None:
-    """A gateway killed outright (no close) leaves no writer behind: the writer sees its end
-    of the socket pair close and exits."""
+def gateway_script(tmp_path: Path, then: str) -> list[str]:
+    """The command of a stand-in gateway: it starts a writer on ``tmp_path/audit.db``, prints
+    the writer's pid, then runs ``then`` (the last line of its ``main``; ``w`` is the writer)."""
     script = tmp_path / "gateway.py"
     script.write_text(
         textwrap.dedent(
@@ -167,16 +167,22 @@ def test_the_writer_exits_when_the_gateway_dies(tmp_path: Path) -> None:
                 w = WriterProcess(sys.argv[1], AuditKeys.generate().signing_key, 4)
                 await w.start()
                 print(w.pid, flush=True)
-                await asyncio.sleep(3600)
+                THEN
 
             if __name__ == "__main__":
-                asyncio.run(main())
+                kept = asyncio.run(main())
             """
-        )
+        ).replace("THEN", then)
     )
+    return [sys.executable, str(script), str(tmp_path / "audit.db")]
+
+
+def test_the_writer_exits_when_the_gateway_dies(tmp_path: Path) -> None:
+    """A gateway killed outright (no close) leaves no writer behind: the writer sees its end
+    of the socket pair close and exits."""
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     with subprocess.Popen(
-        [sys.executable, str(script), str(tmp_path / "audit.db")],
+        gateway_script(tmp_path, "await asyncio.sleep(3600)"),
         stdout=subprocess.PIPE,
         text=True,
         env=env,
@@ -193,28 +199,9 @@ def test_the_writer_exits_when_the_gateway_dies(tmp_path: Path) -> None:
 def test_a_gateway_that_exits_without_closing_its_writer_does_not_hang(tmp_path: Path) -> None:
     """multiprocessing waits for its children at exit; the writer ignores SIGTERM, so it must
     be told its input has ended, or the gateway would never exit."""
-    script = tmp_path / "gateway.py"
-    script.write_text(
-        textwrap.dedent(
-            """
-            import asyncio, sys
-            from bus.audit.keys import AuditKeys
-            from bus.audit.writer import WriterProcess
-
-            async def main():
-                w = WriterProcess(sys.argv[1], AuditKeys.generate().signing_key, 4)
-                await w.start()
-                print(w.pid, flush=True)
-                return w  # kept alive, never closed
-
-            if __name__ == "__main__":
-                kept = asyncio.run(main())
-            """
-        )
-    )
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     done = subprocess.run(
-        [sys.executable, str(script), str(tmp_path / "audit.db")],
+        gateway_script(tmp_path, "return w  # kept alive, never closed"),
         capture_output=True,
         text=True,
         env=env,

@@ -74,6 +74,7 @@ class AuditLog:
         self._batch = batch
         #: Where batches are appended: a writer process (:mod:`bus.audit.writer`), or the store.
         self.writer = writer
+        self._append = writer.append if writer is not None else store.append
         self._pending: list[tuple[NewRecord, asyncio.Future[int]]] = []
         self._wake = asyncio.Event()
         self._writer: asyncio.Task[None] | None = None
@@ -174,8 +175,7 @@ class AuditLog:
     async def _commit(self, batch: Sequence[tuple[NewRecord, asyncio.Future[int]]]) -> None:
         try:
             records = [record for record, _ in batch]
-            appender = self.writer if self.writer is not None else self.store
-            seqs = await appender.append(records)
+            seqs = await self._append(records)
             if len(seqs) != len(batch):
                 raise AuditWriteError(f"the store appended {len(seqs)} of {len(batch)} records")
         except BaseException as exc:  # every waiting call must learn it, even on cancellation

@@ -37,7 +37,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 from bus.audit.chain import (
     RECENT_WINDOW,
@@ -485,6 +485,25 @@ class SqliteAuditStore(SqliteFile):
         message = SignedPoint.statement(kind, seq, hash_, signed_at, signer)
         return signer, self._signer.sign(message)
 
+    def _put_signed(
+        self,
+        db: sqlite3.Connection,
+        kind: Literal["head", "anchor"],
+        seq: int,
+        hash_: str,
+        signed_at: str,
+    ) -> tuple[int, str, str, str, str]:
+        """Sign that record ``seq`` has hash ``hash_`` and keep it as the log's one head or
+        anchor (table ``audit_<kind>``); the point as stored."""
+        signer, signature = self._sign(kind, seq, hash_, signed_at)
+        point = (seq, hash_, signed_at, signer, signature)
+        db.execute(
+            f"INSERT OR REPLACE INTO audit_{kind} (one, seq, hash, signed_at, signer, "  # noqa: S608 - kind is one of two literals
+            "signature) VALUES (1, ?, ?, ?, ?, ?)",
+            point,
+        )
+        return point
+
     @staticmethod
     def _read_head(db: sqlite3.Connection) -> SignedPoint | None:
         return _point(db.execute(_SELECT_HEAD).fetchone(), "head")
@@ -557,13 +576,7 @@ class SqliteAuditStore(SqliteFile):
         db.executemany(
             "INSERT OR IGNORE INTO audit_subjects (subject, seq) VALUES (?, ?)", subjects
         )
-        signer, signature = self._sign("head", last_seq, prev_hash, recorded_at)
-        point = (last_seq, prev_hash, recorded_at, signer, signature)
-        db.execute(
-            "INSERT OR REPLACE INTO audit_head (one, seq, hash, signed_at, signer, "
-            "signature) VALUES (1, ?, ?, ?, ?, ?)",
-            point,
-        )
+        point = self._put_signed(db, "head", last_seq, prev_hash, recorded_at)
         every = self._checkpoint_every
         if last_seq // every > prev_seq // every:
             db.execute(
@@ -848,14 +861,7 @@ class SqliteAuditStore(SqliteFile):
             # The chain keeps starting right after the anchor: a prefix is removed.
             removed = db.execute("DELETE FROM audit_records WHERE seq <= ?", (upper,)).rowcount
             db.execute("DELETE FROM audit_subjects WHERE seq <= ?", (upper,))
-            signed_at = self._now()
-            signer, signature = self._sign("anchor", upper, upper_hash, signed_at)
-            point = (upper, upper_hash, signed_at, signer, signature)
-            db.execute(
-                "INSERT OR REPLACE INTO audit_anchor (one, seq, hash, signed_at, signer, "
-                "signature) VALUES (1, ?, ?, ?, ?, ?)",
-                point,
-            )
+            point = self._put_signed(db, "anchor", upper, upper_hash, self._now())
             return removed, _point(point, "anchor"), upper >= last
 
         span = await self._write(oldest)
