@@ -4,6 +4,7 @@ the consumer's webhook as ``payment.confirmed``, once, however often PayGov repe
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -42,6 +43,19 @@ services:
     audit: full
     options: {{partner_code: {PARTNER}, checksum: {checksum}}}
 """
+
+
+async def callback_attempts(
+    paygov: httpx.AsyncClient, reference: str, within: float = 10.0
+) -> list[dict[str, Any]]:
+    """PayGov's logged callback attempts for ``reference``, once there is at least one."""
+    async with asyncio.timeout(within):
+        while True:
+            attempts = (await paygov.get("/__admin/callbacks")).json()
+            mine = [a for a in attempts if a["reference"] == reference]
+            if mine:
+                return mine
+            await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -110,8 +124,10 @@ async def test_pay_confirm_and_deliver_once(running_bus: Running, stack: MockSta
     assert event.data["state"] == "paid"
     assert event.data["dossier_code"] == "G12.34-261121-0001"
 
-    attempts = (await r.paygov.get("/__admin/callbacks")).json()
-    assert [a["acknowledged"] for a in attempts if a["reference"] == "REF-E2E-1"] == [True]
+    # The bus may deliver the event before PayGov has read the bus's reply to its callback
+    # and logged the attempt: wait for the attempt, then check it.
+    attempts = await callback_attempts(r.paygov, "REF-E2E-1")
+    assert [a["acknowledged"] for a in attempts] == [True]
 
     again = (await r.paygov.post("/__admin/payments/REF-E2E-1/resend-callback")).json()
     assert again["acknowledged"] is True
