@@ -13,11 +13,12 @@ import textwrap
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from bus.audit.keys import AuditKeys
-from bus.audit.log import AuditLog
+from bus.audit.log import AuditLog, AuditWriteError
 from bus.audit.sqlite_store import SqliteAuditStore
 from bus.audit.store import AuditQuery, AuditStoreError
 from bus.audit.writer import WriterError, WriterProcess, process_writer_available
@@ -140,6 +141,72 @@ async def test_the_log_through_the_writer_process_as_the_gateway_uses_it(
     await log.close()  # closes the writer, then the store
     assert pid is not None
     assert gone(pid)
+
+
+class DyingWriter(WriterProcess):
+    """A writer process SIGKILLed with the next batch in flight: ``after_commit``, once it has
+    committed the batch and answered but before the gateway reads the answer; else before the
+    batch is sent."""
+
+    def __init__(self, *args: Any, after_commit: bool, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.after_commit = after_commit
+        self.armed = False
+
+    async def _exchange(self, message: object) -> Any:
+        if not (self.armed and isinstance(message, list)):
+            return await super()._exchange(message)
+        self.armed = False
+        assert self._process is not None
+        assert self._process.pid is not None
+        if self.after_commit:
+            await super()._exchange(message)  # committed; the answer is lost with the writer
+            os.kill(self._process.pid, signal.SIGKILL)
+            raise WriterError("the writer process exited (exit code -9)")
+        os.kill(self._process.pid, signal.SIGKILL)
+        await asyncio.to_thread(self._process.join, 10)
+        return await super()._exchange(message)
+
+
+@pytest.mark.parametrize("after_commit", [True, False])
+async def test_calls_are_answered_as_the_log_holds_them_when_the_writer_dies(
+    store: SqliteAuditStore, keys: AuditKeys, after_commit: bool
+) -> None:
+    """A writer that dies after committing a batch: the batch's calls succeed with their seqs
+    (the log says they happened; failing them would make the caller's reply and the log
+    disagree) and nothing is written twice. One that dies before: the calls fail, the log
+    holds none of them and is marked failing until the next append, by a new writer, works."""
+    writer = DyingWriter(
+        store.path, keys.signing_key, checkpoint_every=4, after_commit=after_commit
+    )
+    log = AuditLog(store, keys, batch=8, writer=writer)
+    try:
+        assert await log.append(rec(1)) == 1
+        first = writer.pid
+        writer.armed = True
+        outcomes = await asyncio.gather(
+            *(log.append(rec(n)) for n in range(2, 6)), return_exceptions=True
+        )
+        if after_commit:
+            assert sorted(outcomes) == [2, 3, 4, 5]
+            assert log.failing is None
+        else:
+            assert all(isinstance(o, AuditWriteError) for o in outcomes), outcomes
+            assert log.failing == "WriterError"
+        assert await log.append(rec(6)) == (6 if after_commit else 2)
+        assert writer.pid not in (None, first)
+        assert log.failing is None
+    finally:
+        await log.close()
+    reopened = SqliteAuditStore(store.path, keys)
+    try:
+        found = await reopened.query(AuditQuery(), limit=10)
+        expected = [1, 2, 3, 4, 5, 6] if after_commit else [1, 6]
+        assert sorted(int(r.parsed()["id"][3:]) for r in found) == expected
+        report = await reopened.verify(trusted=frozenset({keys.public_key}))
+        assert report.ok, report
+    finally:
+        await reopened.close()
 
 
 async def test_a_log_the_writer_cannot_open_is_refused_at_start(

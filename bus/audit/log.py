@@ -8,7 +8,9 @@ gathers, so concurrent calls share one commit (and one fsync) instead of queuein
 The gateway hands the batches to a writer process (:mod:`bus.audit.writer`) by default; without
 one, the store appends them in a thread of this process.
 
-If an append fails, every call waiting on it is failed closed (``bus.internal``), the records
+If the writer process dies with a batch in flight, the batch's records are looked up in the
+store: found (it committed them before dying), their calls are answered as recorded. If an
+append fails, every call waiting on it is failed closed (``bus.internal``), the records
 are reported in the application log (metadata only, never bodies nor ids) so none disappears
 silently, and :meth:`AuditLog.admit` refuses new calls before they reach an upstream until an
 append succeeds again (the refused calls' own records are the probe).
@@ -28,7 +30,7 @@ from bus.audit.keys import AuditKeys
 from bus.audit.record import NewRecord
 from bus.audit.sqlite_store import SqliteAuditStore
 from bus.audit.store import AuditStore
-from bus.audit.writer import WriterProcess
+from bus.audit.writer import WriterError, WriterProcess
 from bus.errors import InternalError
 from bus.ids import new_id
 from bus.settings import Settings
@@ -175,7 +177,7 @@ class AuditLog:
     async def _commit(self, batch: Sequence[tuple[NewRecord, asyncio.Future[int]]]) -> None:
         try:
             records = [record for record, _ in batch]
-            seqs = await self._append(records)
+            seqs = await self._append_or_find(records)
             if len(seqs) != len(batch):
                 raise AuditWriteError(f"the store appended {len(seqs)} of {len(batch)} records")
         except BaseException as exc:  # every waiting call must learn it, even on cancellation
@@ -194,6 +196,27 @@ class AuditLog:
         for (_, future), seq in zip(batch, seqs, strict=True):
             if not future.done():
                 future.set_result(seq)
+
+    async def _append_or_find(self, records: list[NewRecord]) -> list[int]:
+        """Append ``records``; if the writer process died with them in flight, their seqs if
+        it had committed them before dying (the log holds them: their calls are answered as
+        recorded, so the caller's reply and the log agree), else the writer's error."""
+        try:
+            return await self._append(records)
+        except WriterError:
+            # One transaction: the store holds every record of the batch or none of them.
+            found = [await self.store.get(record.id) for record in records]
+            if not any(found):
+                raise
+            if not all(found):
+                raise AuditWriteError(
+                    f"the log holds {sum(1 for f in found if f)} of a batch of {len(records)}"
+                ) from None
+            log.warning(
+                "exchange log writer exited after committing a batch; its calls are answered",
+                records=len(records),
+            )
+            return [stored.seq for stored in found if stored is not None]
 
     async def close(self) -> None:
         """Write what is waiting, then close the store."""

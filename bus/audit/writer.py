@@ -23,8 +23,9 @@ checkpoint interval, the signing key, never in an argument or the environment), 
 frame per batch, answered by the seqs or by the error's type and message. The writer ignores
 SIGINT and SIGTERM (a Ctrl-C reaches the whole process group, and the gateway still has
 records to hand over while it stops) and exits when the gateway closes its end, or dies.
-If the writer dies, the batch in flight fails as any failed append does (its calls get an
-error, the log is marked failing) and the next append starts a new writer.
+If the writer dies, the batch in flight fails with :class:`WriterError` (the log then looks
+its records up: the writer may have committed them before dying) and the next append starts a
+new writer.
 """
 
 from __future__ import annotations
