@@ -64,7 +64,10 @@ Reading the figures. ``req/s`` is replies per second over the measured window, `
 the latency percentiles the load generator saw. ``CPU s/1k`` is the CPU time (user + system)
 of the process tree under test (the upstream for ``direct``, the proxy, or the bus and its
 worker processes; never the load generator or the upstream behind a proxy) per 1,000 replies:
-the cost of one call independent of how the 2 cores were shared. ``peak RSS`` is the largest
+the cost of one call independent of how the 2 cores were shared. ``upstream CPU s/1k`` is the
+same for the upstream behind it (nginx, or for ``bus-soap`` the NGSP and population mocks, one
+Python process), which shares the same cores: what the system under test did not spend itself.
+``peak RSS`` is the largest
 resident memory of that tree, sampled every 100 ms during the cell. ``errors`` counts replies
 with a status of 400 or more and requests without a reply (connect, read, write, timeout);
 a cell with errors is shown in red. The load generator, the upstream and the system under test
@@ -345,6 +348,7 @@ class Target:
     headers: dict[str, str]
     root: int  # pid whose tree is measured
     method: str = "POST"
+    upstream: int | None = None  # pid of the upstream's tree behind it, measured apart
     envelope: bool = False  # the bus: the reply is an envelope whose status must be "ok"
 
     def check(self) -> None:
@@ -493,6 +497,7 @@ class Cell:
     stats: Stats | None = None
     warmup_errors: int = 0
     cpu_per_1k: float | None = None
+    upstream_cpu_per_1k: float | None = None
     peak_rss_mb: float | None = None
     failure: str | None = None
     #: With --rounds: the other rounds' errors (this cell is the round of median req/s).
@@ -558,10 +563,17 @@ def measure(
             # them still there (a bus sheds past its bulkhead) and pay for their CPU.
             wait_idle(target.root)
         cpu_before = tree_cpu_seconds(target.root)
+        upstream_before = tree_cpu_seconds(target.upstream) if target.upstream else 0.0
         stats = loadgen.run(target, connections, duration)
         cpu_used = tree_cpu_seconds(target.root) - cpu_before
+        upstream_used = (
+            tree_cpu_seconds(target.upstream) - upstream_before if target.upstream else 0.0
+        )
     cell.stats = stats
-    cell.cpu_per_1k = cpu_used / stats.requests * 1000 if stats.requests else None
+    if stats.requests:
+        cell.cpu_per_1k = cpu_used / stats.requests * 1000
+        if target.upstream:
+            cell.upstream_cpu_per_1k = upstream_used / stats.requests * 1000
     cell.peak_rss_mb = rss.peak / MB
     return cell
 
@@ -868,6 +880,11 @@ class Results:
         cell = self.cell(scenario, conns)
         return cell.stats.p99_ms if cell is not None and cell.stats is not None else None
 
+    def cpu(self, scenario: str, conns: int) -> float | None:
+        """CPU seconds per 1,000 calls of the tree under test."""
+        cell = self.cell(scenario, conns)
+        return cell.cpu_per_1k if cell is not None else None
+
 
 def ratio(a: float | None, b: float | None) -> float | None:
     return a / b if a is not None and b else None
@@ -914,10 +931,14 @@ def run_matrix(args: argparse.Namespace, run_dir: Path, children: Children) -> R
             elif name in ("aiohttp-proxy", "stack-proxy"):
                 script = name.replace("-", "_") + ".py"
                 url, pid = start_peer(children, run_dir, script, upstream)
-                target = Target(name, url + path, relay_body, json_headers(), pid)
+                target = Target(
+                    name, url + path, relay_body, json_headers(), pid, upstream=upstream_pid
+                )
             elif name == "nginx-proxy":
                 url, pid = start_nginx_proxy(children, run_dir, upstream)
-                target = Target(name, url + path, relay_body, json_headers(), pid)
+                target = Target(
+                    name, url + path, relay_body, json_headers(), pid, upstream=upstream_pid
+                )
             else:
                 if name == "bus-soap" and mocks is None:
                     raise BenchError(mocks_error)
@@ -926,9 +947,11 @@ def run_matrix(args: argparse.Namespace, run_dir: Path, children: Children) -> R
                 buses[name] = bus
                 body = json.dumps(citizen_query()).encode() if name == "bus-soap" else relay_body
                 url = f"{bus.url}/v1/services/{service}/{operation}"
+                behind = mocks.pid if name == "bus-soap" and mocks is not None else upstream_pid
                 target = Target(
-                    name, url, body, json_headers(bus.token), bus.proc.pid, envelope=True
-                )
+                    name, url, body, json_headers(bus.token), bus.proc.pid, envelope=True,
+                    upstream=behind,
+                )  # fmt: skip
             target.check()
         except BenchError as exc:
             results.failures[name] = str(exc)
@@ -1131,6 +1154,7 @@ RATIOS = (
     ("bus-json p99 / stack-proxy p99", "p99", "bus-json", "stack-proxy", ".2f"),
     ("bus-json p99 / aiohttp-proxy p99", "p99", "bus-json", "aiohttp-proxy", ".2f"),
     ("bus-soap / bus-json (req/s)", "rps", "bus-soap", "bus-json", ".2f"),
+    ("bus-json / bus-soap, by the bus's own CPU per call", "cpu", "bus-json", "bus-soap", ".2f"),
     ("bus-full / bus-json (req/s)", "rps", "bus-full", "bus-json", ".2f"),
     ("2 workers / 1 worker (req/s)", "rps", "bus-json-2w", "bus-json", ".2f"),
     ("stack-proxy / aiohttp-proxy (req/s)", "rps", "stack-proxy", "aiohttp-proxy", ".2f"),
@@ -1142,7 +1166,7 @@ def ratio_of(r: Results, metric: str, num: str, den: str, conns: int) -> float |
     if metric == "added":
         a, b = r.p50(num, conns), r.p50(den, conns)
         return a - b if a is not None and b is not None else None
-    get = r.p99 if metric == "p99" else r.rps
+    get = {"p99": r.p99, "cpu": r.cpu}.get(metric, r.rps)
     return ratio(get(num, conns), get(den, conns))
 
 
@@ -1261,6 +1285,7 @@ TABLE_COLUMNS = (
     "p50 ms",
     "p99 ms",
     "CPU s/1k",
+    "upstream CPU s/1k",
     "peak RSS MB",
     "errors",
 )
@@ -1269,11 +1294,12 @@ TABLE_COLUMNS = (
 def cell_row(cell: Cell | None, scenario: str, conns: int) -> list[str]:
     if cell is None or cell.stats is None:
         why = cell.errors_text() if cell is not None else "not measured"
-        return [scenario, str(conns), "-", "-", "-", "-", "-", why]
+        return [scenario, str(conns), "-", "-", "-", "-", "-", "-", why]
     s = cell.stats
     return [
         scenario, str(conns), f"{s.rps:,.0f}", f"{s.p50_ms:.2f}", f"{s.p99_ms:.2f}",
-        fmt(cell.cpu_per_1k, ".3f"), fmt(cell.peak_rss_mb, ".0f"), cell.errors_text(),
+        fmt(cell.cpu_per_1k, ".3f"), fmt(cell.upstream_cpu_per_1k, ".3f"),
+        fmt(cell.peak_rss_mb, ".0f"), cell.errors_text(),
     ]  # fmt: skip
 
 
@@ -1388,11 +1414,12 @@ def markdown(r: Results, args: argparse.Namespace, chart: Path | None, out: Path
         "## Results",
         "",
         "req/s over the measured window; p50/p99 as the load generator saw them; CPU s/1k: "
-        "CPU seconds (user + system) of the process tree under test per 1,000 replies; peak "
-        "RSS of that tree, sampled every 100 ms; errors: replies ≥ 400 and requests without "
-        "a reply.",
+        "CPU seconds (user + system) of the process tree under test per 1,000 replies; "
+        "upstream CPU s/1k: the same for the upstream behind it (nginx; for bus-soap the NGSP "
+        "and population mocks), on the same cores; peak RSS of the tree under test, sampled "
+        "every 100 ms; errors: replies ≥ 400 and requests without a reply.",
         "",
-        md_table(TABLE_COLUMNS, rows, {1, 2, 3, 4, 5, 6}),
+        md_table(TABLE_COLUMNS, rows, {1, 2, 3, 4, 5, 6, 7}),
         "",
     ]
     if r.failures:
@@ -1561,7 +1588,7 @@ class Chunk:
         return self.calls_before + self.stats.requests
 
 
-CHUNK_COLUMNS = ("run", "calls so far", "req/s", "p50 ms", "p99 ms", "errors")
+CHUNK_COLUMNS = ("run", "calls so far", "req/s", "p50 ms", "p99 ms", "RSS MB", "errors")
 
 
 def calls_at(chunks: list[Chunk], moment: float) -> float:
@@ -1647,7 +1674,8 @@ def run_soak(args: argparse.Namespace, run_dir: Path, children: Children) -> int
     chart_soak(points, chunks, chart)
     chunk_rows = [
         [str(i + 1), f"{c.calls_after:,}", f"{c.stats.rps:,.0f}", f"{c.stats.p50_ms:.2f}",
-         f"{c.stats.p99_ms:.2f}", f"{c.stats.error_count:,}"]
+         f"{c.stats.p99_ms:.2f}", f"{rss_at(rss.samples, c.ended) / MB:.1f}",
+         f"{c.stats.error_count:,}"]
         for i, c in enumerate(chunks)
     ]  # fmt: skip
     text = [
@@ -1655,7 +1683,8 @@ def run_soak(args: argparse.Namespace, run_dir: Path, children: Children) -> int
         "",
         f"Run {datetime.now(UTC):%Y-%m-%d %H:%M} UTC with `{command()}`: bus-json "
         f"(`relay/record.status`) at {SOAK_CONNECTIONS} connections until {goal:,} calls, "
-        "the bus's RSS sampled every second.",
+        "the RSS of the bus's process tree (its exchange log writer included) sampled every "
+        "second.",
         "",
         "## Machine",
         "",
@@ -1683,6 +1712,11 @@ def run_soak(args: argparse.Namespace, run_dir: Path, children: Children) -> int
     return 0 if errors == 0 else 1
 
 
+def rss_at(samples: list[tuple[float, int]], moment: float) -> int:
+    """The last RSS sample taken at or before ``moment`` (the first one if none was)."""
+    return next((b for t, b in reversed(samples) if t <= moment), samples[0][1])
+
+
 def chart_soak(points: list[tuple[float, float]], chunks: list[Chunk], path: Path) -> None:
     import matplotlib
 
@@ -1692,7 +1726,7 @@ def chart_soak(points: list[tuple[float, float]], chunks: list[Chunk], path: Pat
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(10, 7), sharex=True)
     top.plot([c for c, _ in points], [mb for _, mb in points])
     top.set_ylabel("bus RSS, MB")
-    top.set_ylim(bottom=0)
+    top.set_ylim(0, max(mb for _, mb in points) * 1.15)  # a flat line is not drawn on the frame
     top.set_title("bus-json soak: RSS over calls")
     top.grid(alpha=0.3)
     bottom.step([c.calls_after for c in chunks], [c.stats.rps for c in chunks], where="pre")
