@@ -7,6 +7,7 @@ import asyncio
 import multiprocessing
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -207,6 +208,29 @@ async def test_calls_are_answered_as_the_log_holds_them_when_the_writer_dies(
         assert report.ok, report
     finally:
         await reopened.close()
+
+
+async def test_a_lost_batch_that_cannot_be_looked_up_fails_with_the_writers_error(
+    store: SqliteAuditStore, keys: AuditKeys, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """If the log cannot be read either, the calls fail closed, with the writer's error (not
+    the lookup's), whatever the dead writer had committed."""
+    writer = DyingWriter(store.path, keys.signing_key, checkpoint_every=4, after_commit=True)
+    log = AuditLog(store, keys, batch=8, writer=writer)
+    try:
+        assert await log.append(rec(1)) == 1
+
+        async def unreadable(record_id: str) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(store, "get", unreadable)
+        writer.armed = True
+        with pytest.raises(AuditWriteError, match="WriterError"):
+            await log.append(rec(2))
+        assert log.failing == "WriterError"
+    finally:
+        monkeypatch.undo()
+        await log.close()
 
 
 async def test_a_log_the_writer_cannot_open_is_refused_at_start(

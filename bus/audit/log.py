@@ -203,9 +203,12 @@ class AuditLog:
         recorded, so the caller's reply and the log agree), else the writer's error."""
         try:
             return await self._append(records)
-        except WriterError:
+        except WriterError as lost:
             # One transaction: the store holds every record of the batch or none of them.
-            found = [await self.store.get(record.id) for record in records]
+            try:
+                found = [await self.store.get(record.id) for record in records]
+            except Exception as exc:  # unreadable too: the batch fails with the writer's error
+                raise lost from exc
             if not any(found):
                 raise
             if not all(found):
