@@ -151,7 +151,10 @@ class Gateway:
             writer = None
             if self.settings.audit_writer == "process" and process_writer_available():
                 writer = WriterProcess(
-                    store.path, keys.signing_key, self.settings.audit_checkpoint_every
+                    store.path,
+                    keys.signing_key,
+                    self.settings.audit_checkpoint_every,
+                    commit_timeout=self.settings.audit_commit_timeout,
                 )
                 try:
                     await writer.start()

@@ -90,6 +90,13 @@ class Settings(BaseSettings):
         description="Who appends the exchange records: a writer process of each gateway "
         "process (where the platform has forkserver; else a thread), or a thread.",
     )
+    audit_commit_timeout: float = Field(
+        default=30.0,
+        ge=0.1,
+        description="Seconds the exchange log's writer process may take to commit a batch "
+        "before it is stopped and the batch's calls fail (e.g. another process holds the "
+        "log's lock and hangs); the thread writer waits without limit.",
+    )
     audit_batch: int = Field(
         default=256,
         ge=1,

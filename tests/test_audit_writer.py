@@ -4,6 +4,7 @@ writer replaced, signals of the process group ignored, and no writer left behind
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import multiprocessing
 import os
 import signal
@@ -230,6 +231,37 @@ async def test_a_lost_batch_that_cannot_be_looked_up_fails_with_the_writers_erro
         assert log.failing == "WriterError"
     finally:
         monkeypatch.undo()
+        await log.close()
+
+
+async def test_a_writer_that_does_not_commit_in_time_is_stopped_and_its_batch_fails(
+    store: SqliteAuditStore, keys: AuditKeys
+) -> None:
+    """Another process holds the log's lock and hangs: the batch fails once the commit timeout
+    has passed instead of holding its calls forever, the stuck writer is killed, and once the
+    lock is free the next append, by a new writer, works."""
+    writer = WriterProcess(store.path, keys.signing_key, checkpoint_every=4, commit_timeout=0.5)
+    log = AuditLog(store, keys, batch=8, writer=writer)
+    try:
+        assert await log.append(rec(1)) == 1
+        first = writer.pid
+        assert first is not None
+        holder = os.open(store.path + "-writer", os.O_RDWR)
+        try:
+            fcntl.flock(holder, fcntl.LOCK_EX)
+            async with asyncio.timeout(30):  # without the commit timeout: a failure, not a hang
+                with pytest.raises(AuditWriteError, match="WriterError"):
+                    await log.append(rec(2))
+            assert log.failing == "WriterError"
+            assert gone(first)
+        finally:
+            os.close(holder)  # and with it the lock
+        assert await log.append(rec(3)) == 2
+        assert log.failing is None
+        assert writer.pid not in (None, first)
+        found = await store.query(AuditQuery(), limit=10)
+        assert [r.parsed()["id"] for r in found] == ["ex_000003", "ex_000001"]
+    finally:
         await log.close()
 
 

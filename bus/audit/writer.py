@@ -23,9 +23,10 @@ checkpoint interval, the signing key, never in an argument or the environment), 
 frame per batch, answered by the seqs or by the error's type and message. The writer ignores
 SIGINT and SIGTERM (a Ctrl-C reaches the whole process group, and the gateway still has
 records to hand over while it stops) and exits when the gateway closes its end, or dies.
-If the writer dies, the batch in flight fails with :class:`WriterError` (the log then looks
-its records up: the writer may have committed them before dying) and the next append starts a
-new writer.
+If the writer dies, or does not answer a batch within ``commit_timeout`` seconds (then it is
+killed: a hung process holding the log's lock must not hang every call), the batch in flight
+fails with :class:`WriterError` (the log then looks its records up: the writer may have
+committed them before dying) and the next append starts a new writer.
 """
 
 from __future__ import annotations
@@ -87,9 +88,19 @@ def _frame(obj: object) -> bytes:
 class WriterProcess:
     """The gateway's end of a writer process (see the module's documentation)."""
 
-    def __init__(self, path: Path | str, signing_key: Ed25519PrivateKey, checkpoint_every: int):
+    def __init__(
+        self,
+        path: Path | str,
+        signing_key: Ed25519PrivateKey,
+        checkpoint_every: int,
+        *,
+        commit_timeout: float = 30.0,
+    ):
         raw = signing_key.private_bytes(Encoding.Raw, PrivateFormat.Raw, NoEncryption())
         self._setup = _Setup(str(path), checkpoint_every, raw)
+        #: Seconds a batch may take, from sending it to its answer, before the writer is
+        #: stopped and the batch fails (a process that holds the log's lock and hangs).
+        self.commit_timeout = commit_timeout
         self._process: multiprocessing.process.BaseProcess | None = None
         self._sock: socket.socket | None = None
         self._reader: asyncio.StreamReader | None = None
@@ -149,7 +160,14 @@ class WriterProcess:
             if self._writer is None:
                 await self.start()
             try:
-                reply = await self._exchange(list(records))
+                async with asyncio.timeout(self.commit_timeout):
+                    reply = await self._exchange(list(records))
+            except TimeoutError as exc:
+                await self._stop(kill=True)
+                raise WriterError(
+                    f"the writer did not commit within {self.commit_timeout:g} s and was "
+                    "stopped (is another process holding the log's lock?)"
+                ) from exc
             except BaseException:
                 # A frame cut in two (cancelled) or a writer gone: this one is done with.
                 await self._stop(kill=True)
