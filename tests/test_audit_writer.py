@@ -240,7 +240,7 @@ async def test_a_writer_that_does_not_commit_in_time_is_stopped_and_its_batch_fa
     """Another process holds the log's lock and hangs: the batch fails once the commit timeout
     has passed instead of holding its calls forever, the stuck writer is killed, and once the
     lock is free the next append, by a new writer, works."""
-    writer = WriterProcess(store.path, keys.signing_key, checkpoint_every=4, commit_timeout=0.5)
+    writer = WriterProcess(store.path, keys.signing_key, checkpoint_every=4)
     log = AuditLog(store, keys, batch=8, writer=writer)
     try:
         assert await log.append(rec(1)) == 1
@@ -249,6 +249,7 @@ async def test_a_writer_that_does_not_commit_in_time_is_stopped_and_its_batch_fa
         holder = os.open(store.path + "-writer", os.O_RDWR)
         try:
             fcntl.flock(holder, fcntl.LOCK_EX)
+            writer.commit_timeout = 0.5  # short only while the lock is held: no flaky commit
             async with asyncio.timeout(30):  # without the commit timeout: a failure, not a hang
                 with pytest.raises(AuditWriteError, match="WriterError"):
                     await log.append(rec(2))
@@ -256,6 +257,7 @@ async def test_a_writer_that_does_not_commit_in_time_is_stopped_and_its_batch_fa
             assert gone(first)
         finally:
             os.close(holder)  # and with it the lock
+            writer.commit_timeout = 30.0
         assert await log.append(rec(3)) == 2
         assert log.failing is None
         assert writer.pid not in (None, first)
