@@ -81,11 +81,12 @@ class SqliteFile:
         self._writer = _WriterLock(self.path + "-writer") if self.path != ":memory:" else None
 
     async def _run(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        def locked() -> T:
-            with self._lock:
-                return fn(self._db)
+        return await asyncio.to_thread(self._here, fn)
 
-        return await asyncio.to_thread(locked)
+    def _here(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """``fn`` on the connection in the calling thread, one caller at a time."""
+        with self._lock:
+            return fn(self._db)
 
     async def _write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """``fn`` as one write transaction (``BEGIN IMMEDIATE``, committed at the end, rolled
@@ -95,8 +96,7 @@ class SqliteFile:
     def _write_here(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         """:meth:`_write` in the calling thread, for a process with nothing else to do while
         it writes (the exchange log's writer process)."""
-        with self._lock:
-            return self._transaction(self._db, fn)
+        return self._here(lambda db: self._transaction(db, fn))
 
     def _transaction(self, db: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
         queue = self._writer if self._writer is not None else contextlib.nullcontext()
@@ -109,8 +109,7 @@ class SqliteFile:
 
     def close_here(self) -> None:
         """:meth:`close` in the calling thread."""
-        with self._lock:
-            self._close(self._db)
+        self._here(self._close)
 
     def _close(self, db: sqlite3.Connection) -> None:
         db.close()
