@@ -22,7 +22,7 @@ from typing import Any
 import pytest
 
 from bus.audit import sqlite_store
-from bus.audit.chain import Problem, SignedPoint, VerifyReport
+from bus.audit.chain import ChainVerifier, Problem, SignedPoint, StoredRecord, VerifyReport
 from bus.audit.keys import AuditKeys
 from bus.audit.record import COLUMNS, NewRecord, canonical, chain_hash
 from bus.audit.sqlite_store import SqliteAuditStore
@@ -712,3 +712,66 @@ async def test_the_same_problem_is_named_however_the_rows_are_read(
         assert expected.problem.seq == 23
     if "audit_records" in tamper:
         assert without_index == expected
+
+
+# -- the fast path of verify agrees with the record-by-record check ---------------------------
+
+
+def _rows(datas: list[dict[str, Any] | bytes], columns: dict[int, dict[str, Any]]) -> list[Any]:
+    """A hash chain over ``datas`` (dicts serialised canonically, bytes as they are), each row
+    ``(seq, data, prev_hash, hash, *columns)`` with the columns taken from its data unless
+    ``columns`` says otherwise for that seq."""
+    rows, prev = [], "0" * 64
+    for seq, value in enumerate(datas, start=1):
+        data = value if isinstance(value, bytes) else canonical(value)
+        fields = value if isinstance(value, dict) else {}
+        cols = {name: fields.get(name) for name in COLUMNS} | columns.get(seq, {})
+        digest = chain_hash(prev, data)
+        rows.append((seq, data, prev, digest, *cols.values()))
+        prev = digest
+    return rows
+
+
+def _record(n: int, **changes: Any) -> dict[str, Any]:
+    data = {"seq": n, "id": f"ex_{n:04d}", "kind": "call", "http_status": 200}
+    data |= {"duration_ms": 1.5, "consumer": "app", "subjects": []}
+    return data | changes
+
+
+@pytest.mark.parametrize(
+    ("third", "columns"),
+    [
+        (_record(3), {}),  # a good record
+        ({k: v for k, v in _record(3).items() if k != "end_user"}, {}),  # a key left out
+        ({k: v for k, v in _record(3).items() if k != "consumer"}, {3: {"consumer": "app"}}),
+        (_record(3), {3: {"http_status": 500}}),
+        (_record(3, http_status=200.0), {}),  # the same number, written as a float
+        (_record(3, seq=3.0), {}),
+        (_record(3, seq="3"), {}),
+        (_record(3, id=3), {3: {"id": "3"}}),
+        (b'{"seq":3,"id":"ex_0003","x":NaN}', {3: {"id": "ex_0003"}}),
+        (b'{"seq":3,"id":"ex_0003","x":1e400}', {3: {"id": "ex_0003"}}),
+        (b'{"seq":3,"id":"ex_0003"} trailing', {3: {"id": "ex_0003"}}),
+        (b'{"seq":3,"id":"ex_0003","id":"ex_0009"}', {3: {"id": "ex_0009"}}),
+        (b"[3]", {3: {"id": "ex_0003"}}),
+    ],
+)
+def test_the_fast_path_takes_a_record_only_where_feed_would(
+    third: dict[str, Any] | bytes, columns: dict[int, dict[str, Any]]
+) -> None:
+    """verify reads only the checked fields of a record (``feed_rows``); a record whose hash
+    holds gets the verdict :meth:`ChainVerifier.feed` gives it on the whole parsed data."""
+    rows = _rows([_record(1), _record(2), third, _record(4)], columns)
+    fast = ChainVerifier(anchor=None, checkpoints={})
+    slow = ChainVerifier(anchor=None, checkpoints={})
+
+    fast.feed_rows(rows)
+    for row in rows:
+        if not slow.feed(StoredRecord.from_row(row)):
+            break
+
+    assert (fast.problem, fast.checked, fast.last_seq) == (
+        slow.problem,
+        slow.checked,
+        slow.last_seq,
+    )

@@ -18,12 +18,12 @@ chain starts at an **anchor**, the signed ``{seq, hash}`` of the last purged rec
 from __future__ import annotations
 
 import hashlib
-import operator
 from collections import deque
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+import msgspec
 import pydantic_core
 
 from bus.audit.keys import verify_signature
@@ -48,8 +48,16 @@ _NAMES = tuple(COLUMNS)
 assert _NAMES[0] == "id"  # a store's row: (seq, data, prev_hash, hash, id, *other columns)
 #: How many recent records the verifier remembers (to name them, and to tell copies).
 RECENT_WINDOW = 4096
-#: A record's query columns, from its parsed data.
-_VALUES = operator.itemgetter(*_NAMES)
+#: What :meth:`ChainVerifier.feed_rows` reads of a record's data: its query columns, then
+#: ``seq`` and ``subjects``, as they are (a missing one as None, as :meth:`~ChainVerifier.feed`
+#: compares it). The rest of the data is read through (it must be whole, strict JSON: no NaN,
+#: no number out of range) but not made into Python objects, which costs about a third of a
+#: full parse. A record this does not read goes to :meth:`~ChainVerifier.feed`, which parses
+#: it all and says what is wrong.
+_Checked = msgspec.defstruct(
+    "_Checked", [(name, Any, None) for name in (*_NAMES, "seq", "subjects")]
+)
+_SEQ, _SUBJECTS = len(_NAMES), len(_NAMES) + 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -392,10 +400,11 @@ class ChainVerifier:
 
         The same checks as :meth:`feed`, with the same problem named, only faster: a record
         that passes them all (the usual case) is taken in one loop, without a
-        :class:`StoredRecord`, its data parsed once and its columns compared to the parsed
-        values in one tuple comparison; a record that does not, or that has a checkpoint to
-        check, goes through :meth:`feed`, which names what is wrong. (Checking a whole batch
-        at once, one C-level pass per check, was slower: it keeps every parsed record alive.)
+        :class:`StoredRecord`, only the fields checked read out of its data (``_Checked``)
+        and its columns compared to them in one tuple comparison; a record that does not,
+        or that has a checkpoint to check, goes through :meth:`feed`, which names what is
+        wrong. (Checking a whole batch at once, one C-level pass per check, was slower: it
+        keeps every parsed record alive.)
 
         ``subjects``: the citizen index over the rows' range, seq -> its blind indexes; each
         record's must be what its hashed ``subjects`` names (see :meth:`feed`)."""
@@ -403,9 +412,10 @@ class ChainVerifier:
             return False
         if self._index_problem is not None:
             subjects = None  # only the first record whose entries differ is named
-        parse = pydantic_core.from_json
+        parse = msgspec.json.Decoder(_Checked).decode
+        fields = msgspec.structs.astuple
+        n_columns = _SEQ
         sha256 = hashlib.sha256
-        values_of = _VALUES
         check_columns = self._check_columns
         checkpoints = self._checkpoints
         recent = self._recent
@@ -423,16 +433,14 @@ class ChainVerifier:
                 digest.update(row[1])
                 if digest.hexdigest() == row[3]:
                     try:
-                        data = parse(row[1], allow_inf_nan=False, cache_strings="keys")
-                        # (a record lacking a column's key is compared with None by feed())
-                        values = values_of(data) if check_columns else None
-                    except (ValueError, TypeError, KeyError):
-                        data = values = None
+                        data = fields(parse(row[1]))
+                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        data = None
                     if (
-                        type(data) is dict
-                        and data.get("seq") == seq
-                        and (row[4:] == values if check_columns else data.get("id") == row[4])
-                        and (subjects is None or subjects.get(seq, none) == data.get("subjects"))
+                        data is not None
+                        and data[_SEQ] == seq
+                        and (row[4:] == data[:n_columns] if check_columns else data[0] == row[4])
+                        and (subjects is None or subjects.get(seq, none) == data[_SUBJECTS])
                     ):
                         # As feed() leaves a good record (its id is its data's: compared above).
                         prev = row[3]
