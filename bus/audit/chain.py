@@ -57,6 +57,7 @@ RECENT_WINDOW = 4096
 _Checked = msgspec.defstruct(
     "_Checked", [(name, Any, None) for name in (*_NAMES, "seq", "subjects")]
 )
+_read_checked = msgspec.json.Decoder(_Checked).decode
 _SEQ, _SUBJECTS = len(_NAMES), len(_NAMES) + 1
 
 
@@ -412,7 +413,7 @@ class ChainVerifier:
             return False
         if self._index_problem is not None:
             subjects = None  # only the first record whose entries differ is named
-        parse = msgspec.json.Decoder(_Checked).decode
+        parse = _read_checked
         fields = msgspec.structs.astuple
         n_columns = _SEQ
         sha256 = hashlib.sha256
