@@ -742,28 +742,36 @@ def _record(n: int, **changes: Any) -> dict[str, Any]:
     ("third", "columns"),
     [
         (_record(3), {}),  # a good record
-        ({k: v for k, v in _record(3).items() if k != "end_user"}, {}),  # a key left out
-        ({k: v for k, v in _record(3).items() if k != "consumer"}, {3: {"consumer": "app"}}),
+        ({k: v for k, v in _record(3).items() if k != "kind"}, {}),  # a key left out
+        ({k: v for k, v in _record(3).items() if k != "kind"}, {3: {"kind": "call"}}),
         (_record(3), {3: {"http_status": 500}}),
         (_record(3, http_status=200.0), {}),  # the same number, written as a float
+        (_record(3, http_status=True), {3: {"http_status": 1}}),
         (_record(3, seq=3.0), {}),
         (_record(3, seq="3"), {}),
         (_record(3, id=3), {3: {"id": "3"}}),
+        (b'{"seq":3}', {}),  # no id, and none in the column either
+        (b'{"seq":3,"id":null}', {}),
         (b'{"seq":3,"id":"ex_0003","x":NaN}', {3: {"id": "ex_0003"}}),
-        (b'{"seq":3,"id":"ex_0003","x":1e400}', {3: {"id": "ex_0003"}}),
+        (b'{"seq":3,"id":"ex_0003","x":1e400}', {3: {"id": "ex_0003"}}),  # both read it: inf
+        (b'{"seq":3,"id":"ex_0003","x":"\\ud800"}', {3: {"id": "ex_0003"}}),
+        (b'{"seq":3,"id":"ex_0003","x":"\xff\xfe"}', {3: {"id": "ex_0003"}}),  # not UTF-8
+        (b'{"seq":3,"id":"ex_0003","\xc0\xaf":1}', {3: {"id": "ex_0003"}}),
+        ('{"seq":3,"id":"ex_0003","x":"Lê Thị"}'.encode(), {3: {"id": "ex_0003"}}),
         (b'{"seq":3,"id":"ex_0003"} trailing', {3: {"id": "ex_0003"}}),
         (b'{"seq":3,"id":"ex_0003","id":"ex_0009"}', {3: {"id": "ex_0009"}}),
         (b"[3]", {3: {"id": "ex_0003"}}),
     ],
 )
+@pytest.mark.parametrize("check_columns", [True, False])
 def test_the_fast_path_takes_a_record_only_where_feed_would(
-    third: dict[str, Any] | bytes, columns: dict[int, dict[str, Any]]
+    third: dict[str, Any] | bytes, columns: dict[int, dict[str, Any]], check_columns: bool
 ) -> None:
     """verify reads only the checked fields of a record (``feed_rows``); a record whose hash
     holds gets the verdict :meth:`ChainVerifier.feed` gives it on the whole parsed data."""
     rows = _rows([_record(1), _record(2), third, _record(4)], columns)
-    fast = ChainVerifier(anchor=None, checkpoints={})
-    slow = ChainVerifier(anchor=None, checkpoints={})
+    fast = ChainVerifier(anchor=None, checkpoints={}, check_columns=check_columns)
+    slow = ChainVerifier(anchor=None, checkpoints={}, check_columns=check_columns)
 
     fast.feed_rows(rows)
     for row in rows:
@@ -775,3 +783,32 @@ def test_the_fast_path_takes_a_record_only_where_feed_would(
         slow.checked,
         slow.last_seq,
     )
+
+
+@pytest.mark.parametrize(
+    "odd",
+    [
+        b"[[[]]]",  # a readable change, for comparison
+        b"[" * 250 + b"]" * 250,  # deeper than feed() reads
+        b"9" * 4400,  # an integer of more digits than feed() reads
+    ],
+)
+async def test_a_forged_record_read_laxly_is_still_caught_at_the_next_signed_point(
+    log: Log, odd: bytes
+) -> None:
+    """The fast path reads through a field it does not check without feed()'s limits on
+    depth and digits: a forged record that only those limits refuse (the bus writes none)
+    is still reported, at the signed point after it, as any rewritten chain is."""
+    row = log.row(23)
+    data = data_of(row) | {"detail": "@odd@"}
+    raw = canonical(data).replace(b'"@odd@"', odd)  # json.dumps writes no such integer
+    with log.file() as db:
+        db.execute(
+            "UPDATE audit_records SET data = ?, hash = ? WHERE seq = 23",
+            (raw, chain_hash(row["prev_hash"], raw)),
+        )
+        rechain(db, 23)
+
+    problem = await log.problem()
+    assert (problem.kind, problem.seq) == ("modified", 21)
+    assert "between 21 and 30" in problem.detail

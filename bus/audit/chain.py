@@ -50,10 +50,14 @@ assert _NAMES[0] == "id"  # a store's row: (seq, data, prev_hash, hash, id, *oth
 RECENT_WINDOW = 4096
 #: What :meth:`ChainVerifier.feed_rows` reads of a record's data: its query columns, then
 #: ``seq`` and ``subjects``, as they are (a missing one as None, as :meth:`~ChainVerifier.feed`
-#: compares it). The rest of the data is read through (it must be whole, strict JSON: no NaN,
-#: no number out of range) but not made into Python objects, which costs about a third of a
-#: full parse. A record this does not read goes to :meth:`~ChainVerifier.feed`, which parses
-#: it all and says what is wrong.
+#: compares a column). The rest of the data is read through but not made into Python objects,
+#: which costs about a third of a full parse. A record this does not read goes to
+#: :meth:`~ChainVerifier.feed`, which parses it all and says what is wrong. Reading through is
+#: laxer than feed()'s parse in three ways: feed_rows checks the UTF-8 itself; a value nested
+#: deeper than 200 levels, or an integer of more than 4,300 digits, in a field it does not read
+#: is let through. The bus writes neither (``canonical`` refuses such an integer; what it
+#: records is a few levels deep): such a record was forged with its hash recomputed, and the
+#: rewritten chain is reported at the first signed point after it, as any rewritten chain is.
 _Checked = msgspec.defstruct(
     "_Checked", [(name, Any, None) for name in (*_NAMES, "seq", "subjects")]
 )
@@ -81,7 +85,8 @@ class StoredRecord:
 
     def parsed(self) -> dict[str, Any]:
         """The data as JSON; ValueError for anything a record cannot be (jiter: bounded
-        depth, no NaN or infinity), so a tampered record is named, never a crash."""
+        depth, no NaN or ``Infinity``, though an exponent out of range reads as infinity), so
+        a tampered record is named, never a crash."""
         value: Any = pydantic_core.from_json(self.data, allow_inf_nan=False)
         if not isinstance(value, dict):
             raise ValueError("record data is not a JSON object")
@@ -399,13 +404,13 @@ class ChainVerifier:
         with ``data`` bytes and the columns in :data:`COLUMNS` order (``id`` first), in
         position order; False once a problem is found.
 
-        The same checks as :meth:`feed`, with the same problem named, only faster: a record
-        that passes them all (the usual case) is taken in one loop, without a
-        :class:`StoredRecord`, only the fields checked read out of its data (``_Checked``)
-        and its columns compared to them in one tuple comparison; a record that does not,
-        or that has a checkpoint to check, goes through :meth:`feed`, which names what is
-        wrong. (Checking a whole batch at once, one C-level pass per check, was slower: it
-        keeps every parsed record alive.)
+        The same checks as :meth:`feed`, with the same problem named (but see ``_Checked``
+        for forged records read more laxly), only faster: a record that passes them all (the
+        usual case) is taken in one loop, without a :class:`StoredRecord`, only the fields
+        checked read out of its data (``_Checked``) and its columns compared to them in one
+        tuple comparison; a record that does not, or that has a checkpoint to check, goes
+        through :meth:`feed`, which names what is wrong. (Checking a whole batch at once, one
+        C-level pass per check, was slower: it keeps every parsed record alive.)
 
         ``subjects``: the citizen index over the rows' range, seq -> its blind indexes; each
         record's must be what its hashed ``subjects`` names (see :meth:`feed`)."""
@@ -433,13 +438,17 @@ class ChainVerifier:
                 digest = sha256(prefix)
                 digest.update(row[1])
                 if digest.hexdigest() == row[3]:
+                    raw = row[1]
                     try:
-                        data = fields(parse(row[1]))
-                    except (msgspec.DecodeError, msgspec.ValidationError):
+                        if not raw.isascii():
+                            raw.decode()  # msgspec skips the fields it does not read unchecked
+                        data = fields(parse(raw))
+                    except (msgspec.DecodeError, msgspec.ValidationError, UnicodeDecodeError):
                         data = None
                     if (
                         data is not None
                         and data[_SEQ] == seq
+                        and data[0] is not None  # feed() needs an id in the data
                         and (row[4:] == data[:n_columns] if check_columns else data[0] == row[4])
                         and (subjects is None or subjects.get(seq, none) == data[_SUBJECTS])
                     ):
