@@ -62,7 +62,7 @@ _Checked = msgspec.defstruct(
     "_Checked", [(name, Any, None) for name in (*_NAMES, "seq", "subjects")]
 )
 _read_checked = msgspec.json.Decoder(_Checked).decode
-_SEQ, _SUBJECTS = len(_NAMES), len(_NAMES) + 1
+_SEQ, _SUBJECTS = len(_NAMES), len(_NAMES) + 1  # after the columns: data[:_SEQ] are they
 
 
 @dataclass(frozen=True, slots=True)
@@ -420,7 +420,6 @@ class ChainVerifier:
             subjects = None  # only the first record whose entries differ is named
         parse = _read_checked
         fields = msgspec.structs.astuple
-        n_columns = _SEQ
         sha256 = hashlib.sha256
         check_columns = self._check_columns
         checkpoints = self._checkpoints
@@ -449,7 +448,7 @@ class ChainVerifier:
                         data is not None
                         and data[_SEQ] == seq
                         and data[0] is not None  # feed() needs an id in the data
-                        and (row[4:] == data[:n_columns] if check_columns else data[0] == row[4])
+                        and (row[4:] == data[:_SEQ] if check_columns else data[0] == row[4])
                         and (subjects is None or subjects.get(seq, none) == data[_SUBJECTS])
                     ):
                         # As feed() leaves a good record (its id is its data's: compared above).

@@ -162,15 +162,14 @@ class WriterProcess:
             try:
                 async with asyncio.timeout(self.commit_timeout):
                     reply = await self._exchange(list(records))
-            except TimeoutError as exc:
+            except BaseException as exc:
+                # Too slow, a frame cut in two (cancelled) or a writer gone: this one is done.
                 await self._stop(kill=True)
-                raise WriterError(
-                    f"the writer did not commit within {self.commit_timeout:g} s and was "
-                    "stopped (is another process holding the log's lock?)"
-                ) from exc
-            except BaseException:
-                # A frame cut in two (cancelled) or a writer gone: this one is done with.
-                await self._stop(kill=True)
+                if isinstance(exc, TimeoutError):
+                    raise WriterError(
+                        f"the writer did not commit within {self.commit_timeout:g} s and was "
+                        "stopped (is another process holding the log's lock?)"
+                    ) from exc
                 raise
         if reply[0] == "ok":
             seqs: list[int] = reply[1]
